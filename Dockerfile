@@ -1,0 +1,11 @@
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+COPY . .
+RUN useradd --create-home b24sign && mkdir -p /app/var /data && chown -R b24sign /app/var /data
+USER b24sign
+RUN DEBUG=1 python manage.py collectstatic --noinput
+EXPOSE 8000
+CMD ["gunicorn", "b24app.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "30"]

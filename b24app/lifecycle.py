@@ -1,0 +1,209 @@
+"""Installation and the app's own events (ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL).
+
+Trust: an install or ONAPPINSTALL/ONAPPUPDATE carries an access token, which we check with ``app.info``
+on the trusted OAuth server (our client id, the same member_id) before storing anything.  ONAPPUNINSTALL
+carries no usable token, so the stored application_token (compared in constant time) is its only proof.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from .models import Portal
+from .rest import B24Client, B24Error
+from .rest.client import call_with_token
+from .rest.oauth import oauth_base, verify_install_token
+
+log = logging.getLogger("b24sign.lifecycle")
+
+APP_EVENTS = ("ONAPPINSTALL", "ONAPPUPDATE", "ONAPPUNINSTALL")
+
+
+class Rejected(Exception):
+    """A call we refuse: ``status`` is the HTTP answer (400 malformed, 401 unknown, 403 forged)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class Credentials:
+    member_id: str
+    access_token: str
+    refresh_token: str
+    expires_in: int
+    server_endpoint: str
+    application_token: str
+    status: str = ""
+    scope: str = ""
+    language: str = ""
+
+
+def events_url() -> str:
+    return f"{settings.APP_BASE_URL}/b24/events/"
+
+
+def _client_endpoint(info: dict) -> tuple[str, str]:
+    install = info.get("install") or {}
+    endpoint = str(install.get("client_endpoint") or "")
+    domain = str(install.get("domain") or urlsplit(endpoint).netloc)
+    if not endpoint and domain:
+        endpoint = f"https://{domain}/rest/"
+    scheme = urlsplit(endpoint).scheme
+    if scheme != "https" and not (settings.ALLOW_HTTP_PORTALS and scheme == "http"):
+        raise Rejected(403, "portal endpoint must be https")
+    return domain, endpoint
+
+
+def upsert_portal(creds: Credentials) -> Portal:
+    """Verify the credentials with app.info, then create or update the portal with them."""
+    if not (creds.member_id and creds.access_token and creds.application_token):
+        raise Rejected(400, "member_id, access token and application token are required")
+    try:
+        oauth_base(creds.server_endpoint)
+        info = verify_install_token(creds.access_token, creds.member_id, creds.server_endpoint)
+    except B24Error as exc:
+        log.warning("install for %s refused: %s", creds.member_id[:8], exc.error)
+        raise Rejected(403, f"token check failed: {exc.error}") from exc
+    domain, endpoint = _client_endpoint(info)
+    existing = Portal.objects.filter(member_id=creds.member_id).first()
+    if not (existing and existing.is_installed and existing.application_token_matches(creds.application_token)):
+        # Any user who opens the app holds a valid token; only an admin may (re)set the application token.
+        try:
+            is_admin = call_with_token(endpoint, creds.access_token, "user.admin") in (True, "true", 1, "1", "Y")
+        except B24Error as exc:
+            raise Rejected(403, f"admin check failed: {exc.error}") from exc
+        if not is_admin:
+            raise Rejected(403, "only a portal administrator can install the application")
+    with transaction.atomic():
+        portal = Portal.objects.select_for_update().filter(member_id=creds.member_id).first() or \
+            Portal(member_id=creds.member_id)
+        portal.domain = domain
+        portal.client_endpoint = endpoint
+        portal.server_endpoint = creds.server_endpoint or f"{oauth_base(None)}/rest/"
+        portal.status = creds.status or (info.get("install") or {}).get("status", "") or portal.status
+        portal.scope = creds.scope or info.get("scope", "") or portal.scope
+        if creds.language:
+            portal.language = creds.language[:8]
+        portal.set_application_token(creds.application_token)
+        portal.set_tokens(creds.access_token, creds.refresh_token, creds.expires_in, info.get("user_id"))
+        if portal.uninstalled_at:
+            portal.uninstalled_at = None
+            portal.installed_at = timezone.now()
+        portal.save()
+    return portal
+
+
+def detect_plan(portal: Portal, client: B24Client) -> None:
+    """Enterprise portals get a bigger bucket (250/5); app.info tells the licence family."""
+    try:
+        info = client.call("app.info") or {}
+    except B24Error:
+        return
+    family = str(info.get("LICENSE_FAMILY") or info.get("LICENSE") or "")
+    if family and family != portal.license_family:
+        Portal.objects.filter(pk=portal.pk).update(license_family=family[:32])
+        portal.license_family = family[:32]
+
+
+def bind_app_events(portal: Portal, client: B24Client) -> None:
+    """Bind our lifecycle events once (event.get first, so re-install does not bind twice)."""
+    handler = events_url()
+    bound = {(str(e.get("event", "")).upper(), e.get("handler")) for e in (client.call("event.get") or [])}
+    calls = {f"bind_{name}": ("event.bind", {"event": name, "handler": handler})
+             for name in APP_EVENTS if (name, handler) not in bound}
+    from signing.events import PORTAL_EVENTS  # KEDO status events, handled by signing
+
+    calls.update({f"bind_{name}": ("event.bind", {"event": name, "handler": handler})
+                  for name in PORTAL_EVENTS if (name, handler) not in bound})
+    if calls:
+        result = client.batch(calls)
+        for key, err in result.errors.items():
+            # A portal without the sign.b2e module cannot bind its events; KEDO is then just unavailable.
+            if key.removeprefix("bind_") in APP_EVENTS:
+                raise B24Error(str(err.get("error")), str(err.get("error_description", "")), method="event.bind")
+            log.info("portal %s: %s not bound (%s)", portal.member_id, key, err.get("error"))
+
+
+def complete_install(portal: Portal) -> dict:
+    """Everything the install page does with the admin's token: plan, events, robots."""
+    from bizproc_ext.registration import sync_robots
+
+    client = B24Client(portal)
+    detect_plan(portal, client)
+    bind_app_events(portal, client)
+    return sync_robots(portal, client)
+
+
+def credentials_from_event(form: dict) -> Credentials:
+    auth = form.get("auth") or {}
+    data = form.get("data") or {}
+    return Credentials(
+        member_id=str(auth.get("member_id", "")), access_token=str(auth.get("access_token", "")),
+        refresh_token=str(auth.get("refresh_token", "")), expires_in=int(auth.get("expires_in") or 3600),
+        server_endpoint=str(auth.get("server_endpoint", "")), application_token=str(auth.get("application_token", "")),
+        status=str(auth.get("status", "")), scope=str(auth.get("scope", "")),
+        language=str(data.get("LANGUAGE_ID", "")) if isinstance(data, dict) else "")
+
+
+def verified_portal(form: dict) -> Portal:
+    """The installed portal this callback claims to come from, or Rejected (401 unknown, 403 forged)."""
+    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
+    member_id = str(auth.get("member_id", ""))
+    token = str(auth.get("application_token", ""))
+    if not member_id or not token:
+        raise Rejected(401, "auth[member_id] and auth[application_token] are required")
+    portal = Portal.objects.filter(member_id=member_id).first()
+    if portal is None:
+        raise Rejected(401, "unknown portal")
+    if not portal.application_token_matches(token):
+        raise Rejected(403, "application token mismatch")
+    if not portal.is_installed:
+        raise Rejected(403, "the application is not installed on this portal")
+    return portal
+
+
+def handle_app_event(event: str, form: dict) -> str:
+    """Apply one verified lifecycle event; returns a short outcome for the response body."""
+    if event == "ONAPPUNINSTALL":
+        portal = verified_portal(form)
+        data = form.get("data") if isinstance(form.get("data"), dict) else {}
+        clean = str(data.get("CLEAN", "0")) == "1"
+        uninstall(portal, clean)
+        return "purged" if clean else "uninstalled"
+    # ONAPPINSTALL / ONAPPUPDATE carry a full token set: verified with app.info like an install.
+    creds = credentials_from_event(form)
+    if not creds.access_token:
+        raise Rejected(401, "event carries no access token")
+    portal = upsert_portal(creds)
+    if event == "ONAPPUPDATE":
+        from bizproc_ext.tasks import sync_portal_robots
+
+        # Bitrix24 deletes an app's robots on update: register them again, off the request path.
+        transaction.on_commit(lambda: sync_portal_robots.delay(portal.pk))
+    return "stored"
+
+
+def uninstall(portal: Portal, clean: bool) -> None:
+    """All tokens are void after uninstall; with CLEAN=1 every row of the portal goes too."""
+    with transaction.atomic():
+        if clean:
+            portal.delete()  # cascades to robot calls, provider accounts (secrets), requests
+            log.info("portal %s uninstalled and purged", portal.member_id)
+            return
+        portal.access_token = ""
+        portal.refresh_token = ""
+        portal.token_expires_at = None
+        portal.uninstalled_at = timezone.now()
+        portal.save()
+        from bizproc_ext.models import RobotRegistration
+
+        RobotRegistration.objects.filter(portal=portal).delete()  # Bitrix24 removed them itself
+    log.info("portal %s uninstalled (data kept)", portal.member_id)

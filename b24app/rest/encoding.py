@@ -1,0 +1,66 @@
+"""PHP-style query encoding, the way Bitrix24 reads ``batch`` commands and form bodies."""
+from __future__ import annotations
+
+import re
+from urllib.parse import quote, urlencode
+
+
+def php_pairs(data, prefix: str = "") -> list[tuple[str, str]]:
+    """``{"filter": {"ID": [1, 2]}}`` -> ``[("filter[ID][0]", "1"), ("filter[ID][1]", "2")]``."""
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, (list, tuple)):
+        items = list(enumerate(data))
+    else:
+        return [(prefix, _scalar(data))]
+    pairs: list[tuple[str, str]] = []
+    if prefix and not items:
+        return [(prefix, "")]
+    for key, value in items:
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, (dict, list, tuple)):
+            pairs.extend(php_pairs(value, name))
+        else:
+            pairs.append((name, _scalar(value)))
+    return pairs
+
+
+def php_query(data) -> str:
+    return urlencode(php_pairs(data), quote_via=quote)
+
+
+def _scalar(value) -> str:
+    if value is True:
+        return "Y"
+    if value is False:
+        return "N"
+    if value is None:
+        return ""
+    return str(value)
+
+
+_KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+
+
+def parse_php_pairs(pairs) -> dict:
+    """The inverse: bracketed keys into nested dicts.  Lists stay dicts keyed by index strings
+    (``properties[k][0]``), except ``k[]`` appends, so callers decide what a list means."""
+    root: dict = {}
+    for key, value in pairs:
+        m = _KEY.match(key)
+        if not m:
+            root[key] = value
+            continue
+        parts = [m.group(1)] + re.findall(r"\[([^\[\]]*)\]", m.group(2))
+        node = root
+        for i, part in enumerate(parts):
+            if part == "":
+                part = str(len(node))
+            if i == len(parts) - 1:
+                node[part] = value
+            else:
+                child = node.get(part)
+                if not isinstance(child, dict):
+                    child = node[part] = {}
+                node = child
+    return root

@@ -1,0 +1,153 @@
+"""Settings, read only from the environment (and an optional ``.env``) through django-environ.
+
+Every variable is documented in ``.env.example``.  With nothing set, the app runs on SQLite with a
+filesystem Celery broker and file-based locks, so ``make run`` needs no server (see docs/decisions.md).
+"""
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+environ.Env.read_env(env.str("B24SIGN_ENV_FILE", default=str(BASE_DIR / ".env")))
+
+DEBUG = env.bool("DEBUG", default=False)
+_DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdefghijklmnopqrstuvwxyz"
+SECRET_KEY = env.str("SECRET_KEY", default=_DEV_SECRET if DEBUG else "")
+if not SECRET_KEY:
+    raise environ.ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off (see .env.example)")
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
+
+# Public https URL of the app; robot handler URLs are built from it.
+APP_BASE_URL = env.str("APP_BASE_URL", default="http://127.0.0.1:8000").rstrip("/")
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "testserver"])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[APP_BASE_URL])
+
+# --- Bitrix24 ---------------------------------------------------------------------------------------
+B24_CLIENT_ID = env.str("B24_CLIENT_ID", default="local.b24sign.dev")
+B24_CLIENT_SECRET = env.str("B24_CLIENT_SECRET", default="dev-client-secret")
+# The trusted OAuth server.  Install requests name their own SERVER_ENDPOINT; we only accept the hosts
+# of this URL and Bitrix24's two regional servers, so a forged install cannot point us at a fake one.
+B24_OAUTH_URL = env.str("B24_OAUTH_URL", default="https://oauth.bitrix.info/oauth/token/")
+B24_TRUSTED_OAUTH_HOSTS = env.list("B24_TRUSTED_OAUTH_HOSTS", default=["oauth.bitrix.info", "oauth.bitrix24.tech"])
+# Lets emulated portals on http://127.0.0.1 be used in tests and demos.  Never in production.
+ALLOW_HTTP_PORTALS = env.bool("ALLOW_HTTP_PORTALS", default=False)
+# Leaky bucket per portal (Bitrix24: burst 50 draining 2/s; Enterprise 250 and 5/s).  We keep a small
+# reserve under the portal's own limit because other apps on our egress IP share it.
+B24_RATE_BURST = env.int("B24_RATE_BURST", default=50)
+B24_RATE_DRAIN = env.float("B24_RATE_DRAIN", default=2.0)
+B24_RATE_RESERVE = env.float("B24_RATE_RESERVE", default=0.1)
+B24_MAX_INLINE_WAIT = env.float("B24_MAX_INLINE_WAIT", default=15.0)  # longer waits become task retries
+B24_HTTP_TIMEOUT = env.float("B24_HTTP_TIMEOUT", default=30.0)
+B24_ROBOT_MAX_BODY = env.int("B24_ROBOT_MAX_BODY", default=256 * 1024)
+B24_DOCUMENT_MAX_BYTES = env.int("B24_DOCUMENT_MAX_BYTES", default=50 * 1024 * 1024)
+
+# --- Providers (base URLs from settings so emulators can stand in) ---------------------------------
+SIGNNOW_API_BASE = env.str("SIGNNOW_API_BASE", default="https://api.signnow.com")
+EVIA_API_BASE = env.str("EVIA_API_BASE", default="https://evia.enadocapp.com")
+PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=30.0)
+
+# --- Secrets at rest ------------------------------------------------------------------------------
+# Comma-separated Fernet keys: the first encrypts, all decrypt (rotation: prepend, run
+# `manage.py rotate_encryption`, then drop the old key).  In DEBUG a key is derived from SECRET_KEY.
+FIELD_ENCRYPTION_KEYS = env.list("FIELD_ENCRYPTION_KEYS", default=[])
+
+# --- Storage, broker, coordination ------------------------------------------------------------------
+DATABASES = {"default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'var' / 'db.sqlite3'}")}
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                                       "init_command": "PRAGMA journal_mode=WAL;"}
+    DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# Locks and rate-limit buckets shared by web and worker processes: Redis when REDIS_URL is set,
+# otherwise files under var/coord (one machine only; fine for `make run`).
+REDIS_URL = env.str("REDIS_URL", default="")
+COORDINATION_DIR = env.str("COORDINATION_DIR", default=str(BASE_DIR / "var" / "coord"))
+
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = BASE_DIR / "var" / "broker"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir), "data_folder_out": str(_queue_dir),
+        "processed_folder": str(_queue_dir / "processed"), "store_processed": False,
+    }
+else:
+    # Every countdown we use stays far below this (see docs/decisions.md on Redis visibility timeout).
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = False  # the sweeper recovers lost calls; no redelivery loops
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / "var" / "celerybeat-schedule")
+ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CELERY_TASK_TIME_LIMIT
+CELERY_BEAT_SCHEDULE = {
+    "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
+    "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
+    "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
+}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Django -----------------------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.staticfiles",
+    "b24app",
+    "bizproc_ext",
+    "signing",
+]
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+ROOT_URLCONF = "b24app.urls"
+WSGI_APPLICATION = "b24app.wsgi.application"
+TEMPLATES = [{
+    "BACKEND": "django.template.backends.django.DjangoTemplates",
+    "DIRS": [BASE_DIR / "templates"],
+    "APP_DIRS": True,
+    "OPTIONS": {"context_processors": ["django.template.context_processors.request",
+                                       "django.template.context_processors.i18n"]},
+}]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("ru", "Русский")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+USE_I18N = True
+USE_TZ = True
+TIME_ZONE = "UTC"
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))  # signed copies; never served directly
+STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+
+# --- Security (check --deploy is clean with DEBUG off) ---------------------------------------------
+X_FRAME_OPTIONS = "DENY"  # frame-only views opt in with a per-portal CSP frame-ancestors (b24app.framing)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = True
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
+# Inside a Bitrix24 frame third-party cookies are unreliable: the app authenticates XHRs with a signed
+# token in a header, so the session/CSRF cookies are not used by frame pages.
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {"urllib3": {"level": "WARNING"}},  # urllib3 logs full URLs, which may carry signed tokens
+}

@@ -1,0 +1,71 @@
+"""Endpoints Bitrix24 itself posts to: the install page and the app-event handler.
+
+Both are CSRF-exempt because Bitrix24 cannot send our CSRF token; each verifies its caller another way
+(app.info + admin check on install, application_token on events; see lifecycle.py).
+"""
+from __future__ import annotations
+
+import logging
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from .forms import php_form
+from .framing import allow_portal_frame
+from .lifecycle import APP_EVENTS, Credentials, Rejected, complete_install, handle_app_event, upsert_portal
+from .rest import B24Error
+
+log = logging.getLogger("b24sign.views")
+
+
+@csrf_exempt
+@require_POST
+def install(request: HttpRequest) -> HttpResponse:
+    """The install wizard (spec §1.7): verify, store the portal, register robots, then installFinish()."""
+    post, query = request.POST, request.GET
+    creds = Credentials(
+        member_id=post.get("member_id", ""), access_token=post.get("AUTH_ID", ""),
+        refresh_token=post.get("REFRESH_ID", ""), expires_in=_int(post.get("AUTH_EXPIRES"), 3600),
+        server_endpoint=post.get("SERVER_ENDPOINT", ""), application_token=post.get("APPLICATION_TOKEN", ""),
+        status=post.get("status", ""), scope=post.get("APPLICATION_SCOPE", ""), language=query.get("LANG", ""))
+    try:
+        portal = upsert_portal(creds)
+    except Rejected as exc:
+        return render(request, "b24app/install_failed.html", {"message": exc.message}, status=exc.status)
+    try:
+        robots = complete_install(portal)
+        error = ""
+    except B24Error as exc:  # e.g. a rate limit or a missing scope: the admin can simply reopen the app
+        log.warning("portal %s: install setup failed: %s", portal.member_id, exc)
+        robots, error = {}, str(exc)
+    response = render(request, "b24app/install.html",
+                      {"portal": portal, "robots": robots, "error": error, "lang": portal.language},
+                      status=200 if not error else 502)
+    return allow_portal_frame(response, portal.domain)
+
+
+@csrf_exempt
+@require_POST
+def events(request: HttpRequest) -> HttpResponse:
+    """ONAPPINSTALL / ONAPPUPDATE / ONAPPUNINSTALL, plus portal events other apps subscribe (KEDO)."""
+    form = php_form(request)
+    event = str(form.get("event", "")).upper()
+    try:
+        if event in APP_EVENTS:
+            outcome = handle_app_event(event, form)
+        else:
+            from signing.events import handle_portal_event
+
+            outcome = handle_portal_event(event, form)
+    except Rejected as exc:
+        return JsonResponse({"error": exc.message}, status=exc.status)
+    return JsonResponse({"status": outcome})
+
+
+def _int(value, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

@@ -1,0 +1,88 @@
+"""Answering the waiting workflow: ``bizproc.event.send`` exactly once per robot call.
+
+The answer is claimed with a conditional UPDATE (pending -> sending) before the call and marked sent
+after; Bitrix24 closes the activity on the first accepted send (spec §4.3, U10), so "sent" is final.  A
+transient failure puts the claim back for a retry; a token Bitrix24 no longer accepts (workflow
+cancelled, robot deleted) ends the call as "failed" — nobody is left waiting for it.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from b24app.rest import B24Client, B24Error
+
+from .models import RobotCall
+
+log = logging.getLogger("b24sign.answers")
+
+MAX_LOG = 1000
+
+
+def log_line(call: RobotCall, message: str, client: B24Client | None = None) -> None:
+    """A progress line in the workflow log; never fails the caller (the log is informational)."""
+    if not call.use_subscription or call.answer_state == "sent":
+        return
+    try:
+        (client or B24Client(call.portal)).call("bizproc.activity.log",
+                                               {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": message[:MAX_LOG]})
+    except B24Error as exc:
+        log.info("activity.log for call %s failed: %s", call.pk, exc.error)
+
+
+def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[str] | None = None,
+           client: B24Client | None = None) -> bool:
+    """Send the one answer.  ``progress`` lines go out in the same batch request, before it.
+
+    Returns False when the call had already been answered (or is being answered elsewhere).
+    """
+    values = {k: ("" if v is None else v) for k, v in values.items()}
+    claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
+        answer_state="sending", answer=values, answer_log=message[:MAX_LOG], updated_at=timezone.now())
+    if not claimed:
+        return False
+    if not call.use_subscription:  # the workflow did not wait; there is nobody to answer
+        _finish(call, "skipped", "")
+        return True
+    client = client or B24Client(call.portal)
+    commands = {f"log{i}": ("bizproc.activity.log", {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": line[:MAX_LOG]})
+                for i, line in enumerate(progress or []) if line}
+    commands["answer"] = ("bizproc.event.send", {"EVENT_TOKEN": call.event_token, "RETURN_VALUES": values,
+                                                 "LOG_MESSAGE": message[:MAX_LOG]})
+    try:
+        if len(commands) == 1:
+            client.call("bizproc.event.send", commands["answer"][1])
+        else:
+            result = client.batch(commands)
+            err = result.errors.get("answer")
+            if err:
+                raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
+                               method="bizproc.event.send")
+    except B24Error as exc:
+        if exc.transient:
+            RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
+            raise
+        # ACCESS_DENIED & co.: the token is no longer valid (workflow stopped); record and move on.
+        _finish(call, "failed", str(exc))
+        log.warning("answer for call %s refused: %s", call.pk, exc)
+        return True
+    _finish(call, "sent", "")
+    return True
+
+
+def _finish(call: RobotCall, state: str, error: str) -> None:
+    now = timezone.now()
+    RobotCall.objects.filter(pk=call.pk).update(answer_state=state, answered_at=now, answer_error=error[:2000],
+                                               state=RobotCall.DONE, updated_at=now)
+    call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
+
+
+def error_values(robot_code: str, message: str, request_id: str = "") -> dict:
+    from .robots import catalogue
+
+    values = {"status": "error", "error": message[:MAX_LOG]}
+    if request_id:
+        values["request_id"] = request_id
+    declared = catalogue()[robot_code].return_properties if robot_code in catalogue() else values
+    return {k: v for k, v in values.items() if k in declared}

@@ -1,0 +1,240 @@
+"""Resolving a "Send for e-signature" call's inputs from the CRM: signers and the document.
+
+Reads go out as one ``batch`` (item, contact bindings, users, the file's metadata) plus one more for
+the chosen contacts, instead of one request each.  The document is streamed to a temporary file, checked
+to be a PDF within the size limit, and never held in memory whole.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import requests
+from django.conf import settings
+
+from b24app import http
+from b24app.rest import B24Client, B24Error
+from signing.base import DocumentFile, ProviderError, Signer
+
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+class InputError(ProviderError):
+    """The robot's settings or the CRM item cannot produce a valid request (never retried)."""
+
+    def __init__(self, message: str):
+        super().__init__(message, permanent=True, code="input")
+
+
+def _norm(code: str) -> str:
+    return code.replace("_", "").lower()
+
+
+def find_field(item: dict, code: str):
+    """A CRM field by the code a manager typed: UF_CRM_CONTRACT, ufCrmContract and ufCrm_contract all match."""
+    if code in item:
+        return item[code]
+    want = _norm(code)
+    for key, value in item.items():
+        if _norm(key) == want:
+            return value
+    return None
+
+
+def _emails(multifield) -> list[str]:
+    """EMAIL multifield [{VALUE, VALUE_TYPE}], WORK first."""
+    values = [e for e in (multifield or []) if isinstance(e, dict) and e.get("VALUE")]
+    values.sort(key=lambda e: 0 if str(e.get("VALUE_TYPE", "")).upper() == "WORK" else 1)
+    return [str(e["VALUE"]).strip() for e in values]
+
+
+class Resolver:
+    def __init__(self, call, client: B24Client | None = None):
+        self.call = call
+        self.props = call.properties
+        self.client = client or B24Client(call.portal)
+        self.entity = call.entity
+        self.item: dict = {}
+        self.reads: dict = {}
+
+    def read_crm(self) -> None:
+        """Everything from the CRM in one batch (plus one for contacts)."""
+        props, calls = self.props, {}
+        if self.entity:
+            calls["item"] = ("crm.item.get", {"entityTypeId": self.entity[0], "id": self.entity[1]})
+            if self.entity[0] == 2 and props.get("signer_contacts") in ("primary", "all"):
+                calls["contacts"] = ("crm.deal.contact.items.get", {"id": self.entity[1]})
+        users = [u for key in ("signer_users", "signers", "assignee", "reviewers", "editors", "responsible")
+                 for u in _as_list(props.get(key))]
+        if users:
+            calls["users"] = ("user.get", {"filter": {"ID": sorted(set(users))}})
+        source = props.get("document_source")
+        if source == "disk" and props.get("document_id"):
+            calls["disk"] = ("disk.file.get", {"id": props["document_id"]})
+        elif source == "docgen" and props.get("document_id"):
+            calls["docgen"] = ("crm.documentgenerator.document.get", {"id": props["document_id"]})
+        if not calls:
+            return
+        result = self.client.batch(calls)
+        for key, err in result.errors.items():
+            if key in ("item", "disk", "docgen"):
+                raise InputError(f"cannot read {key}: {err.get('error_description') or err.get('error')}")
+        self.reads = result.results
+        item = self.reads.get("item") or {}
+        self.item = item.get("item", item) if isinstance(item, dict) else {}
+
+    # -- signers -----------------------------------------------------------------------------------
+    def users(self) -> dict[int, dict]:
+        return {int(u["ID"]): u for u in (self.reads.get("users") or []) if str(u.get("ID", "")).isdigit()}
+
+    def user_signer(self, user_id: int, **extra) -> Signer:
+        user = self.users().get(int(user_id))
+        if not user or not user.get("EMAIL"):
+            raise InputError(f"employee user_{user_id} has no email address (or cannot be read)")
+        name = " ".join(x for x in (user.get("NAME"), user.get("LAST_NAME")) if x)
+        return Signer(email=str(user["EMAIL"]).strip(), name=name, user_id=int(user_id),
+                      phone=str(user.get("PERSONAL_MOBILE") or user.get("WORK_PHONE") or ""), **extra)
+
+    def contact_signers(self) -> list[Signer]:
+        mode = self.props.get("signer_contacts")
+        if mode not in ("primary", "all") or not self.entity:
+            return []
+        if self.entity[0] == 2:
+            links = sorted(self.reads.get("contacts") or [],
+                           key=lambda c: (str(c.get("IS_PRIMARY")) != "Y", int(c.get("SORT") or 0)))
+            ids = [int(c["CONTACT_ID"]) for c in links if str(c.get("CONTACT_ID", "")).isdigit()]
+        else:
+            ids = [int(x) for x in _as_list(self.item.get("contactIds")) if str(x).isdigit()] or \
+                ([int(self.item["contactId"])] if str(self.item.get("contactId") or "").isdigit()
+                 and int(self.item["contactId"]) else [])
+        if mode == "primary":
+            ids = ids[:1]
+        if not ids:
+            raise InputError("the CRM item has no contact to sign")
+        contacts = self.client.batch({f"c{cid}": ("crm.contact.get", {"id": cid}) for cid in ids})
+        signers = []
+        for cid in ids:
+            contact = contacts.results.get(f"c{cid}") or {}
+            emails = _emails(contact.get("EMAIL"))
+            if not emails:
+                raise InputError(f"contact {cid} has no email address")
+            phones = [str(p.get("VALUE")) for p in contact.get("PHONE") or [] if isinstance(p, dict)]
+            name = " ".join(x for x in (contact.get("NAME"), contact.get("LAST_NAME")) if x)
+            signers.append(Signer(email=emails[0], name=name, phone=phones[0] if phones else ""))
+        return signers
+
+    def signers(self) -> list[Signer]:
+        props = self.props
+        signers: list[Signer] = []
+        for email in _as_list(props.get("signer_emails")):
+            for part in re.split(r"[,;\s]+", str(email)):
+                if part:
+                    if not EMAIL.match(part):
+                        raise InputError(f"{part!r} is not an email address")
+                    signers.append(Signer(email=part))
+        signers += [self.user_signer(u) for u in _as_list(props.get("signer_users"))]
+        signers += self.contact_signers()
+        unique, seen = [], set()
+        for s in signers:
+            if s.email.lower() not in seen:
+                seen.add(s.email.lower())
+                unique.append(s)
+        if not unique:
+            raise InputError("no signers: set emails, employees or contacts in the robot's settings")
+        parallel = props.get("signing_order") == "parallel"
+        for i, s in enumerate(unique, start=1):
+            s.order = 1 if parallel else i
+        return unique
+
+    def kedo_members(self) -> list[Signer]:
+        props = self.props
+        members = [self.user_signer(u, kedo_role="signer") for u in _as_list(props.get("signers"))]
+        members += [self.user_signer(u, kedo_role="assignee") for u in _as_list(props.get("assignee"))]
+        members += [self.user_signer(u, kedo_role="reviewer", role="approver") for u in _as_list(props.get("reviewers"))]
+        members += [self.user_signer(u, kedo_role="editor", role="cc") for u in _as_list(props.get("editors"))]
+        return members
+
+    # -- document ----------------------------------------------------------------------------------
+    def title(self) -> str:
+        return str(self.item.get("title") or self.item.get("TITLE") or "Document")
+
+    def document_url(self) -> tuple[str, str, bool]:
+        """(url, file name, is portal link).  Portal links carry their own auth and must not be logged."""
+        props = self.props
+        source = props.get("document_source") or "field"
+        if source == "field":
+            code = props.get("document_field")
+            if not code:
+                raise InputError("choose the CRM file field that holds the document")
+            value = find_field(self.item, code)
+            if isinstance(value, list):
+                value = value[0] if value else None
+            if not isinstance(value, dict) or not (value.get("urlMachine") or value.get("url")):
+                raise InputError(f"the field {code} holds no file")
+            return str(value.get("urlMachine") or value["url"]), f"{self.title()}.pdf", True
+        if source == "disk":
+            info = self.reads.get("disk") or {}
+            if not info.get("DOWNLOAD_URL"):
+                raise InputError("the Drive file cannot be read")
+            return str(info["DOWNLOAD_URL"]), str(info.get("NAME") or "document.pdf"), True
+        if source == "docgen":
+            doc = (self.reads.get("docgen") or {}).get("document") or self.reads.get("docgen") or {}
+            url = doc.get("pdfUrlMachine") or doc.get("pdfUrl")
+            if not url:
+                # PDF conversion is asynchronous: a transient error, so the task retries shortly
+                raise ProviderError("the generated document's PDF is not ready yet", code="docgen_pending",
+                                    retry_after=20)
+            return str(url), f"{doc.get('title') or self.title()}.pdf", True
+        if source == "url":
+            url = str(props.get("document_url") or "")
+            try:
+                http.check_public_url(url)
+            except http.UnsafeURL as exc:
+                raise InputError(f"document link refused: {exc}") from None
+            return url, Path(url.split("?")[0]).name or "document.pdf", False
+        raise InputError(f"unknown document source {source!r}")
+
+    def download(self, directory: str | None = None) -> DocumentFile:
+        url, name, portal_link = self.document_url()
+        if not name.lower().endswith(".pdf"):
+            name = f"{name.rsplit('.', 1)[0]}.pdf"
+        limit = settings.B24_DOCUMENT_MAX_BYTES
+        headers = {"Accept": "application/pdf, */*", "Accept-Language": "en"}
+        if portal_link:  # Bitrix24 file links want browser-like headers (spec §7.4)
+            headers["Referer"] = f"{self.call.portal.base_url}/"
+        tmp = tempfile.NamedTemporaryFile(prefix="b24sign-", suffix=".pdf", delete=False, dir=directory)
+        size = 0
+        try:
+            with http.request("GET", url, headers=headers, stream=True, timeout=(5, 120)) as resp:
+                if resp.status_code in (401, 403, 404):
+                    raise InputError(f"the document could not be downloaded (HTTP {resp.status_code})")
+                if resp.status_code >= 400:
+                    raise ProviderError(f"document download failed (HTTP {resp.status_code})", code="download")
+                for chunk in resp.iter_content(chunk_size=256 * 1024):
+                    size += len(chunk)
+                    if size > limit:
+                        raise InputError(f"the document is larger than {limit // (1024 * 1024)} MB")
+                    tmp.write(chunk)
+            tmp.close()
+            with open(tmp.name, "rb") as fh:
+                if not fh.read(5).startswith(b"%PDF-"):
+                    raise InputError("the document is not a PDF")
+            if size == 0:
+                raise InputError("the document is empty")
+        except requests.RequestException as exc:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise ProviderError(f"document download failed ({exc.__class__.__name__})", code="download") from exc
+        except Exception:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise
+        return DocumentFile(name=name, path=Path(tmp.name), size=size)
+
+
+def _as_list(value) -> list:
+    if value in (None, ""):
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+__all__ = ["Resolver", "InputError", "B24Error"]

@@ -1,0 +1,73 @@
+"""Robot registrations per portal, and every robot call the queue server delivered to us."""
+from __future__ import annotations
+
+from django.db import models
+from django.utils import timezone
+
+from b24app.crypto import EncryptedTextField
+from b24app.models import Portal
+
+
+class RobotRegistration(models.Model):
+    portal = models.ForeignKey(Portal, on_delete=models.CASCADE, related_name="robots")
+    code = models.CharField(max_length=64)
+    version = models.PositiveIntegerField()
+    registered_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["portal", "code"], name="robot_once_per_portal")]
+
+
+class RobotCall(models.Model):
+    """One delivery from Bitrix24's queue server.  The row is the outbox: the worker task and the
+    sweeper both start from it, and (portal, event_token) makes a duplicate delivery a no-op."""
+
+    QUEUED, RUNNING, WAITING, DONE = "queued", "running", "waiting", "done"
+    STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (WAITING, "Waiting for signers"), (DONE, "Done")]
+
+    portal = models.ForeignKey(Portal, on_delete=models.CASCADE, related_name="robot_calls")
+    code = models.CharField(max_length=64)
+    event_token = models.CharField(max_length=512)
+    workflow_id = models.CharField(max_length=64)
+    document_id = models.JSONField(default=list)     # ["crm", "CCrmDocumentDeal", "DEAL_42"]
+    document_type = models.JSONField(default=list, blank=True)
+    properties = models.JSONField(default=dict)      # parsed and typed, per the catalogue
+    input_errors = models.JSONField(default=list, blank=True)  # answered to the workflow as an error
+    use_subscription = models.BooleanField(default=True)
+    timeout_duration = models.PositiveIntegerField(default=0)
+    queued_ts = models.DateTimeField(null=True, blank=True, help_text="ts: when the portal queued it")
+    auth_user_id = models.PositiveIntegerField(null=True, blank=True)
+    # The call's own token (run-as user), kept as a fallback when the portal's tokens are unusable.
+    access_token = EncryptedTextField(blank=True)
+    access_expires_at = models.DateTimeField(null=True, blank=True)
+
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    # The one answer (bizproc.event.send).  pending -> sending -> sent; "sent" is final.
+    answer_state = models.CharField(max_length=10, default="pending", db_index=True)
+    answer = models.JSONField(default=dict, blank=True)   # RETURN_VALUES as sent
+    answer_log = models.TextField(blank=True)
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answer_error = models.TextField(blank=True)
+
+    signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True,
+                                          on_delete=models.SET_NULL, related_name="robot_calls")
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["portal", "event_token"], name="robot_call_once")]
+        indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep")]
+
+    def __str__(self):
+        return f"{self.code} {self.document_id} [{self.state}]"
+
+    @property
+    def entity(self) -> tuple[int, int] | None:
+        """(entityTypeId, id) of the CRM item, from document_id (DEAL_42, LEAD_7, DYNAMIC_177_5, SMART_INVOICE_9)."""
+        from .documents import crm_entity
+
+        return crm_entity(self.document_id)

@@ -1,0 +1,240 @@
+"""The worker side of a robot call: claim it, do what the robot is for, answer the workflow once.
+
+Every path ends in exactly one answer: success values, or ``status=error`` with a readable message
+(input errors at once, transient failures after their retries run out), so no workflow waits forever.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from b24app.rest import B24Client, B24Error
+from signing import services, states
+from signing.base import ProviderError, SendSpec
+from signing.models import SignatureRequest
+from signing.registry import all_providers
+
+from .answers import answer, error_values, log_line
+from .inputs import InputError, Resolver
+from .models import RobotCall
+
+log = logging.getLogger("b24sign.pipeline")
+
+MAX_ATTEMPTS = 8
+
+
+@dataclass
+class Outcome:
+    retry_in: float | None = None  # seconds; None when the call is finished (or waiting for signers)
+
+
+def claim(call_id: int) -> RobotCall | None:
+    """Take a queued call (conditional UPDATE: a count of 0 means another worker has it, or it is done)."""
+    won = RobotCall.objects.filter(pk=call_id, state=RobotCall.QUEUED).update(
+        state=RobotCall.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1)
+    if not won:
+        return None
+    return RobotCall.objects.select_related("portal", "signature_request").get(pk=call_id)
+
+
+def run(call_id: int) -> Outcome:
+    call = claim(call_id)
+    if call is None:
+        return Outcome()
+    if not call.portal.is_installed:
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.DONE, last_error="portal uninstalled")
+        return Outcome()
+    try:
+        if call.answer_state != "pending":  # answered before a crash: nothing left to do
+            _release(call, RobotCall.DONE)
+            return Outcome()
+        if call.input_errors:
+            raise InputError("; ".join(call.input_errors))
+        ACTIONS[call.code](call)
+        return Outcome()
+    except (InputError, ProviderError, B24Error) as exc:
+        permanent = getattr(exc, "permanent", False)
+        if permanent or call.attempts >= MAX_ATTEMPTS:
+            return _fail(call, _message(exc))
+        return _retry_later(call, exc)
+    except Exception as exc:  # a bug: retry a little, then tell the workflow rather than leave it waiting
+        log.exception("robot call %s failed", call.pk)
+        if call.attempts >= 3:
+            return _fail(call, "internal error in b24sign; support has the details")
+        return _retry_later(call, exc)
+
+
+def _message(exc) -> str:
+    if isinstance(exc, B24Error):
+        return f"Bitrix24: {exc.description or exc.error}"
+    return str(exc)
+
+
+def _retry_later(call: RobotCall, exc) -> Outcome:
+    delay = getattr(exc, "retry_after", None) or min(600.0, 5.0 * 2 ** (call.attempts - 1))
+    RobotCall.objects.filter(pk=call.pk, state=RobotCall.RUNNING).update(
+        state=RobotCall.QUEUED, last_error=_message(exc)[:2000], updated_at=timezone.now())
+    log.info("robot call %s: retry in %.0fs (%s)", call.pk, delay, _message(exc))
+    return Outcome(retry_in=delay)
+
+
+def _fail(call: RobotCall, message: str) -> Outcome:
+    req = call.signature_request
+    if req is not None and not req.is_terminal and req.send_phase != "sent":
+        req.move_to(states.ERROR, message=message, source="worker", error=message)
+    RobotCall.objects.filter(pk=call.pk).update(last_error=message[:2000])
+    try:
+        answer(call, error_values(call.code, message, str(req.public_id) if req else ""), f"b24sign: {message}")
+    except B24Error as exc:  # Bitrix24 itself unreachable: keep the call for the sweeper to answer later
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.QUEUED, last_error=message[:2000])
+        return Outcome(retry_in=getattr(exc, "retry_after", None) or 60.0)
+    _release(call, RobotCall.DONE)
+    return Outcome()
+
+
+def _release(call: RobotCall, state: str) -> None:
+    RobotCall.objects.filter(pk=call.pk).update(state=state)
+    call.state = state
+
+
+# --- the robots -----------------------------------------------------------------------------------------
+def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
+    props = call.properties
+    client = B24Client(call.portal)
+    req = call.signature_request
+    resolver = Resolver(call, client)
+    if req is None or req.send_phase != "sent":
+        resolver.read_crm()
+    if req is None:
+        account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
+        if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
+            raise InputError(f"{account.provider} documents are sent with the HR document robot")
+        signers = resolver.kedo_members() if kedo else resolver.signers()
+        options = _options(props, kedo)
+        title = props.get("title") or resolver.title()
+        with transaction.atomic():
+            req = services.create_request(call.portal, account, title=title, signers=signers,
+                                          entity=call.entity, options=options)
+            RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
+            call.signature_request = req
+    if req.send_phase != "sent":
+        document = resolver.download()
+        try:
+            spec = SendSpec(
+                request_id=str(req.public_id), title=req.title, document=document,
+                signers=[_signer(s) for s in req.signers.all()], cc=list(props.get("cc_emails") or []),
+                subject=props.get("subject") or "", message=props.get("message") or "",
+                expiry_days=props.get("expiry_days"), reminder_days=props.get("reminder_days"),
+                auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
+                options=req.options)
+            services.send_request(req, document, spec)
+        finally:
+            Path(document.path).unlink(missing_ok=True)
+    req.refresh_from_db()
+    provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
+    sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
+    if props.get("wait") and not req.is_terminal:
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.WAITING)
+        log_line(call, sent_line + "; waiting for the signers", client)
+        req.refresh_from_db()
+        if req.is_terminal:  # it finished while we were logging: make sure somebody answers
+            services.answer_waiting_calls(req)
+        return
+    answer(call, services.result_values(req), sent_line, client=client)
+
+
+def _options(props: dict, kedo: bool) -> dict:
+    keys = ("company_id", "provider_uid", "region_document_type", "responsible") if kedo else \
+        ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject")
+    return {k: props.get(k) for k in keys if props.get(k) not in (None, "")}
+
+
+def _signer(row):
+    from signing.base import Signer
+
+    kedo_roles = {"signer": "signer", "approver": "reviewer", "cc": "editor"}
+    return Signer(email=row.email, name=row.name, order=row.order, role=row.role, phone=row.phone,
+                  user_id=row.user_id, kedo_role=row.role if row.role in ("signer", "assignee") else
+                  kedo_roles.get(row.role, ""))
+
+
+def _request_for(call: RobotCall) -> SignatureRequest:
+    raw = str(call.properties.get("request_id") or "").strip()
+    req = None
+    try:
+        req = SignatureRequest.objects.filter(portal=call.portal, public_id=raw).select_related("account").first()
+    except Exception:  # not a UUID
+        req = None
+    if req is None:
+        raise InputError(f"no signature request {raw!r} in this portal")
+    return req
+
+
+def get_status(call: RobotCall) -> None:
+    req = _request_for(call)
+    if not req.is_terminal and req.send_phase == "sent":
+        try:
+            services.apply_snapshot(req, req.account.provider_impl().status(req), "robot")
+        except ProviderError as exc:
+            if exc.code != "no_status":
+                raise
+        req.refresh_from_db()
+    answer(call, services.result_values(req), f"b24sign: request is {req.status}")
+
+
+def remind(call: RobotCall) -> None:
+    req = _request_for(call)
+    if req.is_terminal:
+        raise InputError(f"the request is already {req.status}; nobody to remind")
+    req.account.provider_impl().remind(req)
+    req.log("remind", "signers reminded", source="robot")
+    answer(call, {"status": req.status, "error": ""}, "b24sign: signers reminded")
+
+
+def cancel(call: RobotCall) -> None:
+    req = _request_for(call)
+    if req.is_terminal:
+        answer(call, {"status": req.status, "error": ""}, f"b24sign: request was already {req.status}")
+        return
+    reason = call.properties.get("reason") or "Cancelled by an automation rule"
+    req.account.provider_impl().cancel(req, reason)
+    req.move_to(states.CANCELLED, message=reason, source="robot")
+    services.finalize_soon(req)
+    answer(call, {"status": states.CANCELLED, "error": ""}, f"b24sign: request cancelled ({reason})")
+
+
+ACTIONS = {
+    "b24sign_send": send_for_signature,
+    "b24sign_kedo_send": lambda call: send_for_signature(call, kedo=True),
+    "b24sign_status": get_status,
+    "b24sign_remind": remind,
+    "b24sign_cancel": cancel,
+}
+
+
+# --- recovery ------------------------------------------------------------------------------------------
+def stale_after() -> timedelta:
+    return timedelta(seconds=settings.ROBOT_CALL_STALE_AFTER)
+
+
+def sweep() -> list[int]:
+    """Calls whose task was lost (worker killed, broker restarted, publish failed) go back to the queue.
+
+    A queued call nobody took for a while is re-published; a running call whose worker stopped
+    answering (older than the task's hard time limit) is reset to queued first.  The conditional
+    UPDATE in claim() keeps a call from running twice; the request's checkpoints keep it from sending twice.
+    """
+    cutoff = timezone.now() - stale_after()
+    RobotCall.objects.filter(state=RobotCall.RUNNING, claimed_at__lt=cutoff).update(state=RobotCall.QUEUED)
+    stuck = list(RobotCall.objects.filter(state=RobotCall.QUEUED)
+                 .filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:500])
+    RobotCall.objects.filter(pk__in=stuck).update(updated_at=timezone.now())  # don't re-publish every minute
+    RobotCall.objects.filter(answer_state="sending", updated_at__lt=cutoff).update(answer_state="pending")
+    return stuck

@@ -1,0 +1,68 @@
+"""The robot settings placement (BIZPROC_ACTIVITY_PROPERTIES_DIALOG, spec §5.1).
+
+Bitrix24 opens our page in a 350px frame with PLACEMENT_OPTIONS (code, current_values,
+document_fields, properties).  The page shows friendly controls and writes every change back with
+``BX24.placement.call('setPropertyValue', ...)``; Bitrix24's own Save button stores them.
+"""
+from __future__ import annotations
+
+import json
+
+from b24app.lifecycle import Rejected, verified_portal
+from signing.models import ProviderAccount
+from signing.registry import all_providers
+
+from .robots import catalogue
+
+
+def frame_portal(post) -> "Portal":  # noqa: F821
+    """Frame POSTs carry member_id and APPLICATION_TOKEN: the same proof as robot calls."""
+    return verified_portal({"auth": {"member_id": post.get("member_id", ""),
+                                     "application_token": post.get("APPLICATION_TOKEN", "")}})
+
+
+def placement_options(post) -> dict:
+    try:
+        options = json.loads(post.get("PLACEMENT_OPTIONS") or "{}")
+    except ValueError:
+        raise Rejected(400, "PLACEMENT_OPTIONS is not JSON") from None
+    return options if isinstance(options, dict) else {}
+
+
+def file_fields(document_fields) -> list[tuple[str, str]]:
+    """File-type fields of the document (both the upper-case and the normalised shapes, U9)."""
+    out = []
+    for code, field in (document_fields or {}).items():
+        if not isinstance(field, dict):
+            continue
+        kind = str(field.get("Type") or field.get("TYPE") or "").lower()
+        if kind == "file":
+            out.append((code, str(field.get("Name") or field.get("NAME") or code)))
+    return out
+
+
+def settings_context(request, code: str) -> dict:
+    portal = frame_portal(request.POST)
+    options = placement_options(request.POST)
+    robot = catalogue().get(options.get("code") or code)
+    if robot is None:
+        raise Rejected(404, "unknown robot")
+    current = options.get("current_values") if isinstance(options.get("current_values"), dict) else {}
+    lang = (request.GET.get("LANG") or portal.language or "en")[:2]
+    accounts = ProviderAccount.objects.filter(portal=portal, enabled=True)
+    providers = [(a.provider, all_providers()[a.provider].label if a.provider in all_providers() else a.provider,
+                  a.is_default) for a in accounts if a.provider != "b24kedo"]
+    props = []
+    for key, prop in robot.properties.items():
+        value = current.get(key, prop.default if prop.default is not None else "")
+        props.append({
+            "key": key, "label": prop.name.get(lang) or prop.name["en"], "type": prop.type,
+            "multiple": prop.multiple, "required": prop.required,
+            "value": value if not prop.multiple else (value if isinstance(value, list) else [v for v in [value] if v]),
+            "options": [(k, v.get(lang) or v["en"]) for k, v in (prop.options or {}).items()],
+        })
+    request.portal = portal
+    return {"portal": portal, "robot": robot, "props": props, "lang": lang,
+            "robot_name": robot.name.get(lang) or robot.name["en"], "providers": providers,
+            "file_fields": file_fields(options.get("document_fields")),
+            "current_json": json.dumps(current)}

@@ -1,0 +1,8 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("robots/<str:code>/", views.robot_handler, name="robot-handler"),
+    path("settings/<str:code>/", views.robot_settings, name="robot-settings"),
+]

@@ -1,0 +1,100 @@
+"""The robot handler (what Bitrix24's queue server calls) and the robot settings placement page.
+
+The queue server never retries: a call we fail to record is lost and its workflow waits forever.  So
+the handler only verifies, records and enqueues, and answers at once; everything else is the worker's.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from b24app.forms import php_form
+from b24app.framing import allow_portal_frame
+from b24app.lifecycle import Rejected, verified_portal
+
+from .models import RobotCall
+from .parsing import MalformedCall, envelope, typed_properties
+from .robots import catalogue
+
+log = logging.getLogger("b24sign.robots")
+
+
+def _refuse(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+@csrf_exempt
+@require_POST
+def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
+    robot = catalogue().get(code)
+    if robot is None:
+        return _refuse(404, "unknown robot")
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.B24_ROBOT_MAX_BODY:
+        return _refuse(413, "request body too large")
+    try:
+        form = php_form(request)
+        call = envelope(form, code)
+        portal = verified_portal(form)
+    except (RequestDataTooBig, TooManyFieldsSent):
+        return _refuse(413, "request body too large")
+    except MalformedCall as exc:
+        return _refuse(400, str(exc))
+    except Rejected as exc:
+        return _refuse(exc.status, exc.message)
+
+    values, errors = typed_properties(robot, call.raw_properties)
+    auth = call.auth
+    expires = _epoch(auth.get("expires"))
+    try:
+        with transaction.atomic():
+            row = RobotCall.objects.create(
+                portal=portal, code=code, event_token=call.event_token, workflow_id=call.workflow_id,
+                document_id=call.document_id, document_type=call.document_type, properties=values,
+                input_errors=errors, use_subscription=call.use_subscription,
+                timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
+                auth_user_id=_int(auth.get("user_id")), access_token=str(auth.get("access_token") or ""),
+                access_expires_at=expires)
+            # Publish only once the row is committed; if the broker is down the sweeper publishes later.
+            from .tasks import process_robot_call
+
+            transaction.on_commit(lambda: process_robot_call.delay(row.pk), robust=True)
+    except IntegrityError:
+        return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
+    return JsonResponse({"status": "queued"})
+
+
+@csrf_exempt
+@require_POST
+def robot_settings(request: HttpRequest, code: str) -> HttpResponse:
+    """BIZPROC_ACTIVITY_PROPERTIES_DIALOG: friendly controls that write values with setPropertyValue."""
+    from .placement import settings_context
+
+    try:
+        context = settings_context(request, code)
+    except Rejected as exc:
+        return render(request, "b24app/install_failed.html", {"message": exc.message}, status=exc.status)
+    response = render(request, "bizproc_ext/robot_settings.html", context)
+    return allow_portal_frame(response, context["portal"].domain)
+
+
+def _epoch(value):
+    try:
+        return datetime.fromtimestamp(int(value), tz=dt_timezone.utc)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

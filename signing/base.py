@@ -1,0 +1,171 @@
+"""One interface, many providers.
+
+A provider turns a :class:`SendSpec` into a request at the e-signature service and reports back in
+provider-neutral terms (:class:`StatusSnapshot`, :class:`WebhookEvent`).  Failures raise
+:class:`ProviderError`: ``permanent=True`` when retrying cannot help (bad input, rejected credentials),
+otherwise the caller retries with backoff.  Each provider lives in ``signing/providers/<code>/`` with the
+same files: ``client.py`` (HTTP), ``provider.py`` (this interface), ``webhooks.py`` (parse + verify).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, ClassVar
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str, *, permanent: bool = False, code: str = "", retry_after: float | None = None):
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+        self.code = code
+        self.retry_after = retry_after
+
+
+class WebhookRejected(Exception):
+    """The callback failed verification (bad signature, unknown request): answer 4xx, change nothing."""
+
+
+@dataclass
+class Signer:
+    email: str
+    name: str = ""
+    order: int = 1                 # equal order = sign in parallel
+    role: str = "signer"           # signer | approver | cc
+    phone: str = ""                # E.164, for SMS authentication
+    user_id: int | None = None     # Bitrix24 user, when the signer is an employee
+    kedo_role: str = ""            # KEDO: signer | assignee | reviewer | editor
+
+
+@dataclass
+class DocumentFile:
+    name: str
+    path: Path                     # a temporary file: documents are streamed, never held twice in memory
+    size: int
+    content_type: str = "application/pdf"
+
+
+@dataclass
+class SendSpec:
+    request_id: str                # our public id; providers keep it as external reference when they can
+    title: str
+    document: DocumentFile
+    signers: list[Signer]
+    cc: list[str] = field(default_factory=list)
+    subject: str = ""
+    message: str = ""
+    expiry_days: int | None = None
+    reminder_days: int | None = None
+    auth: str = "none"             # none | password | sms | email_otp
+    auth_secret: str = ""
+    callback_url: str = ""         # our webhook URL for this account
+    options: dict = field(default_factory=dict)  # provider-specific (KEDO: company, provider uid, …)
+    # Recovery points (brandur's idempotency keys): ``resume`` is what earlier attempts of this same
+    # request saved with ``checkpoint``.  A provider's send() saves each foreign id the moment it has it
+    # (document uploaded, invite sent) and skips finished steps on a retry, so a worker killed mid-send
+    # never makes a second signature request.
+    resume: dict = field(default_factory=dict)
+    checkpoint: Callable[[dict], None] = lambda state: None
+
+
+@dataclass
+class SignerState:
+    email: str
+    status: str                    # pending | signed | declined | cancelled
+    external_id: str = ""
+    name: str = ""
+    signed_at: str = ""
+
+
+@dataclass
+class SendResult:
+    external_id: str
+    signers: list[SignerState] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+
+
+@dataclass
+class StatusSnapshot:
+    status: str                    # a signing.states status
+    signers: list[SignerState] = field(default_factory=list)
+    raw: dict = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass
+class WebhookEvent:
+    external_id: str               # the provider's id of the document/request
+    kind: str                      # provider's event name, for the history
+    dedupe_key: str                # same delivery twice -> same key
+    raw: dict = field(default_factory=dict)
+    status_hint: str = ""          # a status the payload asserts; providers may leave it empty (re-read)
+    signer_email: str = ""         # whose action it was, when the payload says
+    files: "SignedFiles | None" = None  # providers that push the signed copy with the callback (Evia)
+
+
+@dataclass
+class SignedFiles:
+    pdf: bytes
+    pdf_name: str
+    audit: bytes | None = None
+    audit_name: str = ""
+
+
+@dataclass(frozen=True)
+class CredentialField:
+    name: str
+    label: str
+    secret: bool = True
+    required: bool = True
+    help: str = ""
+
+
+class Provider:
+    code: ClassVar[str] = ""
+    label: ClassVar[str] = ""
+    credential_fields: ClassVar[list[CredentialField]] = []
+    # What this provider can do beyond send/status: remind, cancel, replace_signer, audit_trail
+    capabilities: ClassVar[frozenset[str]] = frozenset()
+    supported_auth: ClassVar[frozenset[str]] = frozenset({"none"})
+
+    def __init__(self, account):
+        self.account = account  # signing.models.ProviderAccount (credentials decrypted on access)
+
+    # -- account ---------------------------------------------------------------------------------
+    def connect(self, credentials: dict) -> dict:
+        """Validate (and, where the provider needs it, exchange) credentials; returns what to store."""
+        return credentials
+
+    def test_connection(self) -> str:
+        """One real, harmless call; returns a human verdict or raises ProviderError."""
+        raise NotImplementedError
+
+    def on_connected(self, webhook_url: str) -> None:
+        """Subscribe to callbacks etc. once credentials are stored (optional)."""
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def validate(self, spec: SendSpec) -> None:
+        """Raise ProviderError(permanent=True) before any call when the spec cannot be sent."""
+
+    def send(self, spec: SendSpec) -> SendResult:
+        raise NotImplementedError
+
+    def status(self, request) -> StatusSnapshot:
+        raise NotImplementedError
+
+    def remind(self, request) -> None:
+        raise ProviderError(f"{self.label} has no reminder call", permanent=True, code="unsupported")
+
+    def cancel(self, request, reason: str = "") -> None:
+        raise ProviderError(f"{self.label} cannot cancel a request", permanent=True, code="unsupported")
+
+    def replace_signer(self, request, old_email: str, new_email: str) -> None:
+        raise ProviderError(f"{self.label} cannot replace a signer", permanent=True, code="unsupported")
+
+    def signed_document(self, request) -> SignedFiles:
+        raise NotImplementedError
+
+    # -- callbacks -------------------------------------------------------------------------------
+    def parse_webhook(self, body: bytes, headers: dict) -> list[WebhookEvent]:
+        """Verify and parse one callback delivery (``headers`` lower-cased).  Raise WebhookRejected."""
+        raise WebhookRejected("this provider takes no webhooks")

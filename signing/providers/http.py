@@ -1,0 +1,83 @@
+"""The HTTP base every provider client builds on (healthchecks' HttpTransport, adapted).
+
+It goes through the one outbound seam (b24app.http), turns transport failures, 5xx and 429 into
+transient ProviderErrors (Celery retries them with backoff), lets each client map 4xx bodies to clear
+messages, and refreshes the account's token once on 401 under a per-account lock, so concurrent workers
+never rotate a refresh token twice.
+"""
+from __future__ import annotations
+
+import logging
+
+import requests
+from django.conf import settings
+
+from b24app import coordination, http
+from signing.base import ProviderError
+
+log = logging.getLogger("b24sign.providers")
+
+
+class ProviderHTTP:
+    base_url: str = ""
+    label: str = "provider"
+
+    def __init__(self, account):
+        self.account = account
+
+    # -- hooks for subclasses ----------------------------------------------------------------------
+    def auth_headers(self) -> dict:
+        return {}
+
+    def refresh_auth(self) -> None:
+        """Obtain a new access token and store it in ``self.account.credentials`` (called under lock)."""
+        raise ProviderError(f"{self.label}: the access token was rejected; reconnect the account",
+                            permanent=True, code="auth")
+
+    def is_auth_error(self, resp: requests.Response) -> bool:
+        return resp.status_code == 401
+
+    def error_message(self, resp: requests.Response) -> tuple[str, str]:
+        """(code, readable message) for a 4xx answer."""
+        return str(resp.status_code), resp.text[:300]
+
+    # -- the call ------------------------------------------------------------------------------------
+    def request(self, method: str, path: str, *, auth: bool = True, timeout=None, **kwargs) -> requests.Response:
+        url = path if path.startswith("http") else f"{self.base_url.rstrip('/')}/{path.lstrip('/')}"
+        extra_headers = kwargs.pop("headers", {})
+        for attempt in (1, 2):
+            headers = {**(self.auth_headers() if auth else {}), **extra_headers}
+            try:
+                resp = http.request(method, url, headers=headers,
+                                    timeout=timeout or (5, settings.PROVIDER_HTTP_TIMEOUT), **kwargs)
+            except requests.RequestException as exc:
+                raise ProviderError(f"{self.label} is unreachable ({exc.__class__.__name__})", code="network") from exc
+            if auth and attempt == 1 and self.is_auth_error(resp):
+                self._refresh_once()
+                continue
+            break
+        if resp.status_code == 429:
+            retry_after = _float(resp.headers.get("Retry-After"), 30.0)
+            raise ProviderError(f"{self.label} rate limit reached", code="429", retry_after=retry_after)
+        if resp.status_code >= 500:
+            raise ProviderError(f"{self.label} answered HTTP {resp.status_code}", code=str(resp.status_code))
+        if resp.status_code >= 400:
+            code, message = self.error_message(resp)
+            raise ProviderError(f"{self.label}: {message}", permanent=True, code=code)
+        return resp
+
+    def _refresh_once(self) -> None:
+        seen = dict(self.account.credentials)
+        with coordination.lock(f"provider-token:{self.account.pk}", ttl=60, wait=45):
+            self.account.refresh_from_db(fields=["credentials"])
+            if self.account.credentials != seen:
+                return  # a peer already refreshed
+            self.refresh_auth()
+            self.account.save(update_fields=["credentials", "updated_at"])
+
+
+def _float(value, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default

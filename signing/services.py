@@ -1,0 +1,230 @@
+"""What happens to a signature request, independent of the provider behind it.
+
+The pipeline (bizproc_ext) creates and sends requests through here; webhooks, the poller and the
+KEDO events move them on through :func:`apply_snapshot`; :func:`finalize` brings the outcome back into
+the CRM (signed PDF on the timeline) and answers every workflow that waits for it.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.core import signing as django_signing
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from b24app import coordination
+from b24app.rest import B24Client, B24Error
+
+from . import states
+from .base import DocumentFile, ProviderError, SendSpec, Signer, SignedFiles, StatusSnapshot
+from .models import ProviderAccount, SignatureRequest, SignerRow
+from .registry import all_providers
+
+log = logging.getLogger("b24sign.signing")
+
+LINK_MAX_AGE = 30 * 24 * 3600
+POLL_FIRST = timedelta(minutes=15)   # webhooks first; poll slowly (DocuSign's rule of thumb: ≥15 min)
+POLL_MAX = timedelta(hours=6)
+
+
+# --- accounts ---------------------------------------------------------------------------------------
+def pick_account(portal, provider: str | None) -> ProviderAccount:
+    accounts = ProviderAccount.objects.filter(portal=portal, enabled=True)
+    if provider and provider != "default":
+        account = accounts.filter(provider=provider).first()
+        if account is None:
+            label = all_providers().get(provider).label if provider in all_providers() else provider
+            raise ProviderError(f"{label} is not connected in b24sign's settings", permanent=True, code="input")
+        return account
+    account = accounts.filter(is_default=True).first() or (accounts.first() if accounts.count() == 1 else None)
+    if account is None:
+        raise ProviderError("no default e-signature provider is set in b24sign's settings", permanent=True,
+                            code="input")
+    return account
+
+
+# --- sending ----------------------------------------------------------------------------------------
+def create_request(portal, account: ProviderAccount, *, title: str, signers: list[Signer],
+                   entity: tuple[int, int] | None, options: dict) -> SignatureRequest:
+    with transaction.atomic():
+        req = SignatureRequest.objects.create(
+            portal=portal, account=account, provider=account.provider, title=title[:255], options=options,
+            entity_type_id=entity[0] if entity else None, entity_id=entity[1] if entity else None)
+        SignerRow.objects.bulk_create([
+            SignerRow(request=req, email=s.email, name=s.name[:200], phone=s.phone, role=s.role, order=s.order,
+                      user_id=s.user_id) for s in signers])
+        req.log("created", f"created with {len(signers)} signer(s) via {account.provider}", source="robot")
+    return req
+
+
+def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) -> None:
+    """Send once.  Re-entrant: a retry after a crash resumes from the provider's saved checkpoints."""
+    if req.send_phase == "sent":
+        return
+    provider = req.account.provider_impl()
+
+    def checkpoint(state: dict) -> None:
+        merged = {**req.provider_state, **state}
+        SignatureRequest.objects.filter(pk=req.pk).update(provider_state=merged, updated_at=timezone.now())
+        req.provider_state = merged
+
+    spec.resume = dict(req.provider_state)
+    spec.checkpoint = checkpoint
+    spec.callback_url = req.account.webhook_url()
+    provider.validate(spec)
+    SignatureRequest.objects.filter(pk=req.pk).update(
+        send_phase="sending", document_name=document.name[:255], document_size=document.size)
+    result = provider.send(spec)
+    with transaction.atomic():
+        checkpoint({"send": result.raw} if result.raw else {})
+        SignatureRequest.objects.filter(pk=req.pk).update(
+            external_id=result.external_id, send_phase="sent",
+            next_poll_at=timezone.now() + POLL_FIRST)
+        req.external_id, req.send_phase = result.external_id, "sent"
+        _update_signers(req, result.signers)
+        req.move_to(states.SENT, message=f"sent via {req.account.provider}", source="worker")
+
+
+def _update_signers(req: SignatureRequest, signer_states) -> None:
+    rows = {row.email.lower(): row for row in req.signers.all()}
+    for st in signer_states or []:
+        row = rows.get((st.email or "").lower())
+        if row is None:
+            continue
+        changed = []
+        if st.external_id and st.external_id != row.external_id:
+            row.external_id = st.external_id
+            changed.append("external_id")
+        if st.status and st.status != row.status and row.status in ("pending", "sent"):
+            row.status = st.status
+            changed.append("status")
+            if st.status == "signed":
+                row.signed_at = timezone.now()
+                changed.append("signed_at")
+        if changed:
+            row.save(update_fields=changed)
+
+
+# --- moving on ---------------------------------------------------------------------------------------
+def apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> bool:
+    """Bring our request in line with the provider's view.  Returns True if the status moved."""
+    _update_signers(req, snap.signers)
+    moved = False
+    target = snap.status
+    if target == states.COMPLETED and req.status == states.SENT:
+        req.move_to(states.PARTIALLY_SIGNED, source=source)  # keeps the history readable
+    if target == states.COMPLETED:  # completion implies every signer signed, whatever the payload listed
+        req.signers.filter(status="pending", role__in=["signer", "approver"]).update(
+            status="signed", signed_at=timezone.now())
+    if target and target != req.status:
+        moved = req.move_to(target, message=snap.reason, source=source, payload=_small(snap.raw),
+                            error=snap.reason if target in (states.DECLINED, states.ERROR) else "")
+    if req.is_terminal:
+        finalize_soon(req)
+    return moved
+
+
+def finalize_soon(req: SignatureRequest) -> None:
+    from .tasks import finalize_request
+
+    transaction.on_commit(lambda: finalize_request.delay(req.pk), robust=True)
+
+
+def _small(raw) -> dict:
+    return raw if isinstance(raw, dict) and len(str(raw)) < 20000 else {}
+
+
+def schedule_next_poll(req: SignatureRequest) -> None:
+    delay = min(POLL_MAX, POLL_FIRST * (2 ** min(req.poll_count, 5)))
+    SignatureRequest.objects.filter(pk=req.pk).update(poll_count=req.poll_count + 1,
+                                                      next_poll_at=timezone.now() + delay)
+
+
+def store_signed_files(req: SignatureRequest, files: SignedFiles) -> None:
+    if not req.signed_file and files.pdf:
+        req.signed_file.save(f"{req.public_id}.pdf", ContentFile(files.pdf), save=False)
+    if not req.audit_file and files.audit:
+        req.audit_file.save(f"{req.public_id}-audit{_ext(files.audit_name)}", ContentFile(files.audit), save=False)
+    req.save(update_fields=["signed_file", "audit_file", "updated_at"])
+
+
+def _ext(name: str) -> str:
+    return "." + name.rsplit(".", 1)[1] if "." in name else ".pdf"
+
+
+# --- the outcome back into Bitrix24 -------------------------------------------------------------------
+def finalize(req: SignatureRequest) -> None:
+    """Terminal request: attach the signed copy (once), then answer every workflow waiting for it."""
+    with coordination.lock(f"finalize:{req.pk}", ttl=300, wait=60):
+        req.refresh_from_db()
+        if req.status == states.COMPLETED and not req.signed_attached_at:
+            _attach_signed_copy(req)
+        if not req.finalized_at:
+            SignatureRequest.objects.filter(pk=req.pk).update(finalized_at=timezone.now())
+    answer_waiting_calls(req)
+
+
+def _attach_signed_copy(req: SignatureRequest) -> None:
+    if not req.signed_file:
+        files = req.account.provider_impl().signed_document(req)
+        store_signed_files(req, files)
+    files = [[_display_name(req, "signed.pdf"), _b64(req.signed_file)]]
+    if req.audit_file:
+        files.append([_display_name(req, "audit trail" + _ext(req.audit_file.name)), _b64(req.audit_file)])
+    if req.entity_type_id and req.entity_id:
+        from bizproc_ext.documents import timeline_entity_type
+
+        signers = ", ".join(f"{s.name} <{s.email}>" if s.name else s.email
+                            for s in req.signers.filter(role="signer"))
+        comment = f"Signed via {all_providers()[req.provider].label if req.provider in all_providers() else req.provider}" \
+                  f" by {signers}." if signers else "Signed document."
+        comment_id = B24Client(req.portal).call("crm.timeline.comment.add", {"fields": {
+            "ENTITY_ID": req.entity_id, "ENTITY_TYPE": timeline_entity_type(req.entity_type_id),
+            "COMMENT": f"{req.title}: {comment}", "FILES": files}})
+        SignatureRequest.objects.filter(pk=req.pk).update(timeline_comment_id=str(comment_id or "")[:32])
+    SignatureRequest.objects.filter(pk=req.pk).update(signed_attached_at=timezone.now())
+    req.log("attached", "signed copy attached to the CRM timeline", source="worker")
+
+
+def _display_name(req: SignatureRequest, suffix: str) -> str:
+    base = (req.document_name or req.title or "document").rsplit(".", 1)[0]
+    return f"{base} - {suffix}"
+
+
+def _b64(field) -> str:
+    field.open("rb")
+    try:
+        return base64.b64encode(field.read()).decode()
+    finally:
+        field.close()
+
+
+def answer_waiting_calls(req: SignatureRequest) -> None:
+    from bizproc_ext.answers import answer
+    from bizproc_ext.models import RobotCall
+
+    for call in RobotCall.objects.filter(signature_request=req, state=RobotCall.WAITING, answer_state="pending"):
+        answer(call, result_values(req), f"Signature request {req.status}: {signer_summary(req)}")
+
+
+def result_values(req: SignatureRequest) -> dict:
+    return {"request_id": str(req.public_id), "status": req.status, "signers_status": signer_summary(req),
+            "signed_file_url": signed_file_link(req) if req.signed_file else "",
+            "error": req.error if req.status in (states.ERROR, states.DECLINED) else ""}
+
+
+def signer_summary(req: SignatureRequest) -> str:
+    return "; ".join(f"{s.email}: {s.status}" for s in req.signers.all())
+
+
+def signed_file_link(req: SignatureRequest) -> str:
+    token = django_signing.dumps({"r": str(req.public_id)}, salt="b24sign.signed-file")
+    return f"{settings.APP_BASE_URL}/signing/files/{token}/"
+
+
+def load_signed_file_token(token: str) -> str:
+    return django_signing.loads(token, salt="b24sign.signed-file", max_age=LINK_MAX_AGE)["r"]

@@ -1,0 +1,82 @@
+"""Celery tasks of the signing side: status refresh, finalization, the poller."""
+from __future__ import annotations
+
+import logging
+import random
+
+from celery import shared_task
+from django.utils import timezone
+
+from b24app.rest import B24Error
+
+from . import services
+from .base import ProviderError
+from .models import SignatureRequest
+
+log = logging.getLogger("b24sign.signing")
+TRANSIENT = (ProviderError, B24Error)
+
+
+def _retry(task, exc, base: float = 10.0):
+    """Retry a transient failure with jittered exponential backoff (capped well below the broker's
+    visibility timeout); permanent errors are re-raised as they are."""
+    if getattr(exc, "permanent", False):
+        raise exc
+    delay = getattr(exc, "retry_after", None) or min(600.0, base * 2 ** task.request.retries)
+    raise task.retry(exc=exc, countdown=delay * random.uniform(0.8, 1.2), max_retries=12)
+
+
+@shared_task(bind=True, acks_late=True)
+def refresh_request_status(self, request_pk: int, source: str = "poll") -> None:
+    req = SignatureRequest.objects.select_related("account", "portal").filter(pk=request_pk).first()
+    if req is None or req.is_terminal or req.send_phase != "sent":
+        return
+    try:
+        snapshot = req.account.provider_impl().status(req)
+    except TRANSIENT as exc:
+        if getattr(exc, "code", "") == "no_status":  # provider reports by callback only (Evia)
+            return
+        _retry(self, exc)
+    services.apply_snapshot(req, snapshot, source)
+
+
+@shared_task(bind=True, acks_late=True)
+def finalize_request(self, request_pk: int) -> None:
+    req = SignatureRequest.objects.select_related("account", "portal").filter(pk=request_pk).first()
+    if req is None or not req.is_terminal:
+        return
+    try:
+        services.finalize(req)
+    except TRANSIENT as exc:
+        if getattr(exc, "permanent", False):
+            # The signed copy cannot be fetched or attached: say so, and still answer the workflow.
+            req.log("error", f"could not attach the signed copy: {exc}", source="worker")
+            services.answer_waiting_calls(req)
+            return
+        _retry(self, exc, base=15.0)
+
+
+@shared_task
+def poll_open_requests(limit: int = 200) -> int:
+    """Catch requests whose webhook never came: re-read those due for a poll, slowly backing off."""
+    due = list(SignatureRequest.objects.open().filter(send_phase="sent", next_poll_at__lte=timezone.now())
+               .order_by("next_poll_at")[:limit])
+    for req in due:
+        services.schedule_next_poll(req)
+        refresh_request_status.delay(req.pk, "poll")
+    return len(due)
+
+
+@shared_task
+def finalize_stragglers(limit: int = 200) -> int:
+    """Terminal requests whose finalization task was lost (worker killed, broker restarted)."""
+    from bizproc_ext.models import RobotCall
+
+    stuck = SignatureRequest.objects.filter(status__in=list(services.states.TERMINAL)).filter(
+        robot_calls__state=RobotCall.WAITING, robot_calls__answer_state="pending",
+        status_changed_at__lte=timezone.now() - timezone.timedelta(minutes=2)).distinct()[:limit]
+    n = 0
+    for req in stuck:
+        finalize_request.delay(req.pk)
+        n += 1
+    return n

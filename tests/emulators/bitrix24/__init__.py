@@ -1,0 +1,20 @@
+"""Bitrix24 cloud emulator: OAuth server + portals (REST, queue server, events, CRM, Drive, sign.b2e).
+
+Usage::
+
+    from tests.emulators.bitrix24 import Bitrix24Cloud
+    cloud = Bitrix24Cloud(client_id="local.b24sign", client_secret="s3cret", app_url="http://127.0.0.1:8000")
+    cloud.start()
+    portal = cloud.add_portal("alpha")
+    ...
+    cloud.stop()
+
+Follows the platform notes (shared/specs/bitrix24-platform.md) and the seeded docs, not product code.
+"""
+from .cloud import Bitrix24Cloud
+from .core import B24Error, LeakyBucket, OperatingBudget, Stats
+from .portal import NGINX_404, QUEUE_USER_AGENT, Portal, Workflow
+from . import methods as _methods, methods_crm as _methods_crm  # noqa: F401  (register the REST methods)
+
+__all__ = ["Bitrix24Cloud", "Portal", "Workflow", "B24Error", "LeakyBucket", "OperatingBudget", "Stats",
+           "QUEUE_USER_AGENT", "NGINX_404"]
