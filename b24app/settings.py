@@ -46,6 +46,9 @@ B24_DOCUMENT_MAX_BYTES = env.int("B24_DOCUMENT_MAX_BYTES", default=50 * 1024 * 1
 SIGNNOW_API_BASE = env.str("SIGNNOW_API_BASE", default="https://api.signnow.com")
 EVIA_API_BASE = env.str("EVIA_API_BASE", default="https://evia.enadocapp.com")
 PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=30.0)
+# signNow publishes no rate limit (spec U-S7): stay polite per connected account.
+SIGNNOW_RATE_PER_S = env.float("SIGNNOW_RATE_PER_S", default=1.0)
+SIGNNOW_RATE_BURST = env.float("SIGNNOW_RATE_BURST", default=10.0)
 
 # --- Secrets at rest ------------------------------------------------------------------------------
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation: prepend, run

@@ -98,3 +98,65 @@ def portal_b(cloud, client, db):
 @pytest.fixture
 def pdf_bytes():
     return make_pdf(["Sales contract", "Page two"])
+
+
+@pytest.fixture
+def memory_provider(settings):
+    """The in-memory provider, registered and reset for this test."""
+    from tests.support import memory_provider as mp
+
+    settings.SIGNING_EXTRA_PROVIDERS = {"memory": ("In-memory test provider", mp.PATH)}
+    mp.SERVICE.__init__()
+    return mp.SERVICE
+
+
+@pytest.fixture
+def memory_account(portal_a, memory_provider):
+    from signing.models import ProviderAccount
+
+    return ProviderAccount.objects.create(portal=portal_a.db, provider="memory", is_default=True)
+
+
+@pytest.fixture
+def deal(portal_a, pdf_bytes):
+    """A deal with a contract in a file field and two contacts (the first one primary)."""
+    crm = portal_a.emu.crm
+    anna = crm.add_contact("Anna", "Buyer", emails=["anna@customer.test"], phones=["+15550001111"])
+    boris = crm.add_contact("Boris", "Second", emails=["boris@customer.test"])
+    return crm.add_deal("Big deal", contact_ids=[anna, boris], files={"ufCrmContract": ("contract.pdf", pdf_bytes)})
+
+
+@pytest.fixture
+def eager_tasks():
+    """Run Celery tasks in-process for tests of the logic; tests of the wiring use a real worker."""
+    from b24app.celery import app
+
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+    app.conf.task_eager_propagates = False
+
+
+@pytest.fixture
+def live_cloud(settings, live_server, transactional_db):
+    """The emulated cloud talking to the app over real HTTP (the live server), for concurrency tests."""
+    settings.APP_BASE_URL = live_server.url
+    emu = Bitrix24Cloud(client_id=settings.B24_CLIENT_ID, client_secret=settings.B24_CLIENT_SECRET,
+                        app_url=live_server.url).start()
+    settings.B24_OAUTH_URL = emu.oauth_url
+    yield emu
+    emu.stop()
+
+
+@pytest.fixture
+def live_portal_a(live_cloud, live_server):
+    import requests
+
+    emu = live_cloud.add_portal("alpha", rate=(50, 20))
+    emu.add_user(MANAGER_ID, "manager@alpha.test", name="Maria", last_name="Manager")
+    query, body = emu.install_request()
+    response = requests.post(f"{live_server.url}/b24/install/", params=query, data=body, timeout=30)
+    assert response.status_code == 200, response.text[:300]
+    emu.finish_install()
+    return InstalledPortal(emu, live_cloud)

@@ -68,12 +68,15 @@ class ProviderHTTP:
 
     def _refresh_once(self) -> None:
         seen = dict(self.account.credentials)
-        with coordination.lock(f"provider-token:{self.account.pk}", ttl=60, wait=45):
-            self.account.refresh_from_db(fields=["credentials"])
-            if self.account.credentials != seen:
-                return  # a peer already refreshed
-            self.refresh_auth()
-            self.account.save(update_fields=["credentials", "updated_at"])
+        try:
+            with coordination.lock(f"provider-token:{self.account.pk}", ttl=60, wait=45):
+                self.account.refresh_from_db(fields=["credentials"])
+                if self.account.credentials != seen:
+                    return  # a peer already refreshed
+                self.refresh_auth()
+                self.account.save(update_fields=["credentials", "updated_at"])
+        except coordination.LockTimeout as exc:
+            raise ProviderError(f"{self.label}: token refresh is busy; retrying", code="lock") from exc
 
 
 def _float(value, default: float) -> float:
