@@ -21,10 +21,15 @@ run: deps
 	@mkdir -p var
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	@echo "b24sign on http://127.0.0.1:$(PORT)/  (Ctrl-C stops web, worker and beat)"
-	@trap 'kill 0' INT TERM EXIT; \
+	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
 	DEBUG=$${DEBUG:-1} $(BIN)/celery -A b24app worker --loglevel=INFO --concurrency=2 --pool=threads & \
 	DEBUG=$${DEBUG:-1} $(BIN)/celery -A b24app beat --loglevel=INFO & \
-	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \
+	wait
+
+## demo: one sale end to end against the bundled Bitrix24 and signNow emulators (throwaway state, ~10 s)
+demo: deps
+	$(BIN)/python -m demo
 
 ## test: the whole suite (unit, integration against emulators, reliability, browser)
 test: deps browser

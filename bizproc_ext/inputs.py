@@ -149,10 +149,10 @@ class Resolver:
 
     def kedo_members(self) -> list[Signer]:
         props = self.props
-        members = [self.user_signer(u, kedo_role="signer") for u in _as_list(props.get("signers"))]
-        members += [self.user_signer(u, kedo_role="assignee") for u in _as_list(props.get("assignee"))]
-        members += [self.user_signer(u, kedo_role="reviewer", role="approver") for u in _as_list(props.get("reviewers"))]
-        members += [self.user_signer(u, kedo_role="editor", role="cc") for u in _as_list(props.get("editors"))]
+        members = []
+        for key, role in (("signers", "signer"), ("assignee", "assignee"), ("reviewers", "reviewer"),
+                          ("editors", "editor")):
+            members += [self.user_signer(u, kedo_role=role, role=role) for u in _as_list(props.get(key))]
         return members
 
     # -- document ----------------------------------------------------------------------------------

@@ -151,18 +151,23 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
 
 
 def _options(props: dict, kedo: bool) -> dict:
-    keys = ("company_id", "provider_uid", "region_document_type", "responsible") if kedo else \
-        ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject")
-    return {k: props.get(k) for k in keys if props.get(k) not in (None, "")}
+    """What the provider needs beyond the signers, kept on the request (never secrets)."""
+    if kedo:
+        names = {"company_id": "company_id", "provider_uid": "provider_uid",
+                 "region_document_type": "region_document_type", "responsible": "responsible_user_id"}
+    else:
+        names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject")}
+    return {ours: props.get(key) for key, ours in names.items() if props.get(key) not in (None, "")}
+
+
+KEDO_ROLES = ("signer", "assignee", "reviewer", "editor")
 
 
 def _signer(row):
     from signing.base import Signer
 
-    kedo_roles = {"signer": "signer", "approver": "reviewer", "cc": "editor"}
     return Signer(email=row.email, name=row.name, order=row.order, role=row.role, phone=row.phone,
-                  user_id=row.user_id, kedo_role=row.role if row.role in ("signer", "assignee") else
-                  kedo_roles.get(row.role, ""))
+                  user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "")
 
 
 def _request_for(call: RobotCall) -> SignatureRequest:

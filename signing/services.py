@@ -118,7 +118,7 @@ def apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> 
     if target == states.COMPLETED and req.status == states.SENT:
         req.move_to(states.PARTIALLY_SIGNED, source=source)  # keeps the history readable
     if target == states.COMPLETED:  # completion implies every signer signed, whatever the payload listed
-        req.signers.filter(status="pending", role__in=["signer", "approver"]).update(
+        req.signers.filter(status="pending", role__in=["signer", "approver", "assignee", "reviewer"]).update(
             status="signed", signed_at=timezone.now())
     if target and target != req.status:
         moved = req.move_to(target, message=snap.reason, source=source, payload=_small(snap.raw),
@@ -179,7 +179,7 @@ def _attach_signed_copy(req: SignatureRequest) -> None:
         from bizproc_ext.documents import timeline_entity_type
 
         signers = ", ".join(f"{s.name} <{s.email}>" if s.name else s.email
-                            for s in req.signers.filter(role="signer"))
+                            for s in req.signers.filter(role__in=["signer", "assignee"]))
         comment = f"Signed via {all_providers()[req.provider].label if req.provider in all_providers() else req.provider}" \
                   f" by {signers}." if signers else "Signed document."
         comment_id = B24Client(req.portal).call("crm.timeline.comment.add", {"fields": {
