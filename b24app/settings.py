@@ -93,6 +93,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
+    "refresh-idle-portals": {"task": "b24app.tasks.refresh_idle_portals", "schedule": 6 * 3600.0},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -124,3 +124,19 @@ def test_a_rejected_refresh_token_marks_the_portal_for_reinstall(portal_a, cloud
     with pytest.raises(NeedsReinstall):
         B24Client(portal_a.db).call("profile")
     assert portal_a.db.needs_reinstall
+
+
+@pytest.mark.django_db
+def test_portals_idle_for_20_days_get_one_refresh_and_busy_ones_none(portal_a, portal_b, cloud):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from b24app.tasks import refresh_idle_portals
+
+    Portal.objects.filter(pk=portal_a.db.pk).update(token_expires_at=timezone.now() - timedelta(days=21))
+    before = cloud.refresh_calls
+    assert refresh_idle_portals() == 1
+    assert cloud.refresh_calls - before == 1
+    assert portal_a.db.token_expires_at > timezone.now()
+    assert refresh_idle_portals() == 0
