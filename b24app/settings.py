@@ -76,6 +76,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_queue_dir), "data_folder_out": str(_queue_dir),
         "processed_folder": str(_queue_dir / "processed"), "store_processed": False,
+        "control_folder": str(_queue_dir / "control"),  # broadcast (pidbox) files; default is the cwd
     }
 else:
     # Every countdown we use stays far below this (see docs/decisions.md on Redis visibility timeout).

@@ -1,6 +1,12 @@
-"""The app pages a portal opens in its slider, plus a health check for the load balancer."""
+"""The app pages a portal opens in its slider, plus a health check for the load balancer.
+
+``/app/`` is the application's main URL (Bitrix24 POSTs to it); every other page carries the signed
+token it issues (b24app/ui/auth.py).
+"""
 from django.http import JsonResponse
 from django.urls import path
+
+from .ui import settings_views, views
 
 
 def healthz(request):
@@ -9,4 +15,19 @@ def healthz(request):
 
 urlpatterns = [
     path("healthz/", healthz, name="healthz"),
+    path("app/", views.app_page, name="app"),
+    path("app/requests/", views.dashboard, name="app-dashboard"),
+    path("app/requests/<uuid:public_id>/", views.request_detail, name="app-request"),
+    path("app/requests/<uuid:public_id>/remind/", views.request_remind, name="app-request-remind"),
+    path("app/requests/<uuid:public_id>/cancel/", views.request_cancel, name="app-request-cancel"),
+    path("app/requests/<uuid:public_id>/signed.pdf", views.request_signed, name="app-request-signed"),
+    path("app/settings/", settings_views.settings_page, name="app-settings"),
+    path("app/settings/providers/<str:code>/connect/", settings_views.provider_connect, name="app-provider-connect"),
+    path("app/settings/providers/<str:code>/test/", settings_views.provider_test, name="app-provider-test"),
+    path("app/settings/providers/<str:code>/disconnect/", settings_views.provider_disconnect,
+         name="app-provider-disconnect"),
+    path("app/settings/default-provider/", settings_views.provider_default, name="app-provider-default"),
+    path("app/settings/kedo/", settings_views.kedo_enable, name="app-kedo"),
+    path("app/settings/defaults/", settings_views.defaults_save, name="app-defaults"),
+    path("app/settings/robots/", settings_views.robots_sync, name="app-robots-sync"),
 ]

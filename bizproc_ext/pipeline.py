@@ -18,7 +18,7 @@ from django.utils import timezone
 from b24app.rest import B24Client, B24Error
 from signing import services, states
 from signing.base import ProviderError, SendSpec
-from signing.models import SignatureRequest
+from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
 from .answers import answer, error_values, log_line
@@ -52,6 +52,11 @@ def run(call_id: int) -> Outcome:
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.DONE, last_error="portal uninstalled")
         return Outcome()
     try:
+        if call.answer_state == "sending":
+            # The previous run died inside bizproc.event.send: we cannot know whether Bitrix24 got it.
+            # Send again; Bitrix24 refuses a second send on a closed activity (recorded as "failed").
+            RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
+            call.answer_state = "pending"
         if call.answer_state != "pending":  # answered before a crash: nothing left to do
             _release(call, RobotCall.DONE)
             return Outcome()
@@ -125,13 +130,16 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
             RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
             call.signature_request = req
     if req.send_phase != "sent":
+        defaults = PortalSettings.for_portal(call.portal)
         document = resolver.download()
         try:
             spec = SendSpec(
                 request_id=str(req.public_id), title=req.title, document=document,
                 signers=[_signer(s) for s in req.signers.all()], cc=list(props.get("cc_emails") or []),
-                subject=props.get("subject") or "", message=props.get("message") or "",
-                expiry_days=props.get("expiry_days"), reminder_days=props.get("reminder_days"),
+                subject=props.get("subject") or _default_subject(defaults, req.title),
+                message=props.get("message") or "",
+                expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
+                reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
                 auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
                 options=req.options)
             services.send_request(req, document, spec)
@@ -148,6 +156,16 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
             services.answer_waiting_calls(req)
         return
     answer(call, services.result_values(req), sent_line, client=client)
+
+
+def _default_subject(defaults, title: str) -> str:
+    return f"{defaults.sender_name}: please sign {title}" if defaults.sender_name else ""
+
+
+def _reminder_days(robot_value, portal_default) -> int | None:
+    """The robot's value, else the portal's default; 0 means no automatic reminders."""
+    value = robot_value if robot_value is not None else portal_default
+    return value or None
 
 
 def _options(props: dict, kedo: bool) -> dict:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
-CATALOGUE_VERSION = 1
+CATALOGUE_VERSION = 2
 
 # Where the robots are offered: deals, leads, smart processes and (smart) invoices.
 CRM_DOCUMENT_TYPES = [
@@ -88,7 +88,8 @@ class Robot:
 
 
 # --- shared property blocks ------------------------------------------------------------------------
-YES_NO = None
+APP_DEFAULT = t("Empty: the default from b24sign's settings", "Пусто: значение из настроек b24sign",
+                "Leer: Standardwert aus den b24sign-Einstellungen")
 DOCUMENT_SOURCES = {
     "field": t("CRM file field", "Поле-файл CRM", "CRM-Dateifeld"),
     "disk": t("Bitrix24 Drive file", "Файл на Диске", "Datei auf Drive"),
@@ -164,10 +165,11 @@ def _send_robot() -> Robot:
             "cc_emails": Prop(t("Copy to (emails)", "Копия (e-mail)", "Kopie an (E-Mails)"), multiple=True),
             "subject": Prop(t("Email subject", "Тема письма", "Betreff")),
             "message": Prop(t("Message to signers", "Сообщение подписантам", "Nachricht an Unterzeichner"), "text"),
+            # No defaults here: empty means "the portal's defaults" (b24sign settings page).
             "expiry_days": Prop(t("Expires after (days)", "Срок действия (дней)", "Ablauf nach (Tagen)"), "int",
-                                default=30),
+                                description=APP_DEFAULT),
             "reminder_days": Prop(t("Remind every (days)", "Напоминать каждые (дней)", "Erinnern alle (Tage)"),
-                                  "int", default=3),
+                                  "int", description=APP_DEFAULT),
             "signer_auth": Prop(t("Signer authentication", "Проверка подписанта", "Authentifizierung"), "select",
                                 default="none",
                                 options={"none": t("None", "Нет", "Keine"),

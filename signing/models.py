@@ -7,6 +7,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models.functions import Upper
 from django.utils import timezone
 
 from b24app.crypto import EncryptedJSONField, EncryptedTextField
@@ -167,6 +168,8 @@ class SignerRow(models.Model):
 
     class Meta:
         ordering = ["order", "id"]
+        # The dashboard's search by signer email (``email__iexact``) stays an index lookup at any size.
+        indexes = [models.Index(Upper("email"), name="signer_email_upper")]
 
 
 class RequestEvent(models.Model):
@@ -185,3 +188,27 @@ class RequestEvent(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [models.UniqueConstraint(fields=["request", "dedupe_key"], name="event_once")]
+
+
+class PortalSettings(models.Model):
+    """A portal's defaults for new signature requests, edited by its admins in the app's settings page.
+
+    The default provider is ``ProviderAccount.is_default``; everything else a robot does not say comes from here.
+    """
+
+    portal = models.OneToOneField(Portal, on_delete=models.CASCADE, related_name="signing_settings")
+    sender_name = models.CharField(max_length=100, blank=True, help_text="shown to signers as the sender")
+    reply_to = models.EmailField(blank=True, help_text="where signers' replies go")
+    expiry_days = models.PositiveSmallIntegerField(default=30)
+    reminder_days = models.PositiveSmallIntegerField(default=3, help_text="0: no automatic reminders")
+    attach_signed_copy = models.BooleanField(default=True, help_text="signed PDF on the CRM item's timeline")
+    updated_by = models.PositiveIntegerField(null=True, blank=True, help_text="Bitrix24 user id")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return f"settings of portal {self.portal_id}"
+
+    @classmethod
+    def for_portal(cls, portal) -> "PortalSettings":
+        """The portal's settings; an unsaved row with the defaults when the admin never saved any."""
+        return cls.objects.filter(portal=portal).first() or cls(portal=portal)

@@ -21,7 +21,7 @@ from b24app.rest import B24Client, B24Error
 
 from . import states
 from .base import DocumentFile, ProviderError, SendSpec, Signer, SignedFiles, StatusSnapshot
-from .models import ProviderAccount, SignatureRequest, SignerRow
+from .models import PortalSettings, ProviderAccount, SignatureRequest, SignerRow
 from .registry import all_providers
 
 log = logging.getLogger("b24sign.signing")
@@ -109,6 +109,14 @@ def _update_signers(req: SignatureRequest, signer_states) -> None:
             row.save(update_fields=changed)
 
 
+def replace_signer(req: SignatureRequest, old_email: str, new_email: str, *, source: str = "admin") -> None:
+    """Hand a signer's place to someone else at the provider, and follow it in our rows: status reads and the
+    timeline comment name the person who actually signs."""
+    req.account.provider_impl().replace_signer(req, old_email, new_email)
+    req.signers.filter(email__iexact=old_email).update(email=new_email, name="", external_id="", status="pending")
+    req.log("signer_replaced", f"{old_email} replaced by {new_email}", source=source)
+
+
 # --- moving on ---------------------------------------------------------------------------------------
 def apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> bool:
     """Bring our request in line with the provider's view.  Returns True if the status moved."""
@@ -172,6 +180,10 @@ def _attach_signed_copy(req: SignatureRequest) -> None:
     if not req.signed_file:
         files = req.account.provider_impl().signed_document(req)
         store_signed_files(req, files)
+    if not PortalSettings.for_portal(req.portal).attach_signed_copy:  # the admin chose to keep it out of CRM
+        req.log("attached", "signed copy kept in b24sign only (settings: do not attach)", source="worker")
+        SignatureRequest.objects.filter(pk=req.pk).update(signed_attached_at=timezone.now())
+        return
     files = [[_display_name(req, "signed.pdf"), _b64(req.signed_file)]]
     if req.audit_file:
         files.append([_display_name(req, "audit trail" + _ext(req.audit_file.name)), _b64(req.audit_file)])

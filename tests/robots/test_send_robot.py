@@ -138,3 +138,42 @@ def test_works_on_leads_smart_processes_and_invoices(portal_a, memory_account, m
     req = SignatureRequest.objects.get()
     assert (req.entity_type_id, req.entity_id) == (type_id, item)
     assert req.status == states.SENT and wf.answers == []
+
+
+@pytest.mark.django_db
+def test_portal_defaults_fill_what_the_robot_leaves_empty(portal_a, memory_account, memory_provider, deal, monkeypatch):
+    from signing.models import PortalSettings
+    from tests.support import memory_provider as mp
+
+    PortalSettings.objects.create(portal=portal_a.db, expiry_days=14, reminder_days=0, sender_name="Acme Sales")
+    seen = {}
+    original = mp.MemoryProvider.send
+
+    def spy(self, spec):
+        seen.update(expiry=spec.expiry_days, reminder=spec.reminder_days, subject=spec.subject)
+        return original(self, spec)
+
+    monkeypatch.setattr(mp.MemoryProvider, "send", spy)
+    props = {k: v for k, v in SEND_PROPS.items() if k != "subject"}
+    portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=props)
+    run_worker()
+    assert seen == {"expiry": 14, "reminder": None, "subject": "Acme Sales: please sign Big deal"}
+
+
+@pytest.mark.django_db
+def test_signed_copy_stays_off_the_timeline_when_the_admin_says_so(eager_tasks, portal_a, memory_account,
+                                                                   memory_provider, deal):
+    from signing.models import PortalSettings
+
+    PortalSettings.objects.create(portal=portal_a.db, attach_signed_copy=False)
+    wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_PROPS, "wait": "Y"})
+    run_worker()
+    req = SignatureRequest.objects.get()
+    memory_provider.sign(req.external_id, "anna@customer.test")
+    from django.test import TestCase
+
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        refresh_request_status.apply(args=[req.pk, "poll"])
+    assert wf.return_values["status"] == "completed"
+    assert wf.return_values["signed_file_url"]  # still downloadable from b24sign
+    assert portal_a.emu.crm.comments_for("deal", deal) == []
