@@ -60,13 +60,20 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
                 raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
                                method="bizproc.event.send")
     except B24Error as exc:
-        if exc.transient:
+        # A 4xx (other than 429) is Bitrix24 refusing this token, e.g. a resend after a crash to an activity
+        # that already closed (spec §4.3: error code unconfirmed): it will refuse it again; don't retry.
+        refused = exc.status is not None and 400 <= exc.status < 500 and exc.status != 429
+        if exc.transient and not refused:
             RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
             raise
         # ACCESS_DENIED & co.: the token is no longer valid (workflow stopped); record and move on.
         _finish(call, "failed", str(exc))
         log.warning("answer for call %s refused: %s", call.pk, exc)
         return True
+    except Exception:  # e.g. the rate-limit store is down: give the claim back, or the retry would skip
+        # the answer (a resend that Bitrix24 already got is refused and recorded as "failed")
+        RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
+        raise
     _finish(call, "sent", "")
     return True
 

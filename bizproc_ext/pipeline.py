@@ -214,22 +214,16 @@ def get_status(call: RobotCall) -> None:
 
 def remind(call: RobotCall) -> None:
     req = _request_for(call)
-    if req.is_terminal:
-        raise InputError(f"the request is already {req.status}; nobody to remind")
-    req.account.provider_impl().remind(req)
-    req.log("remind", "signers reminded", source="robot")
+    services.remind_request(req, source="robot")
     answer(call, {"status": req.status, "error": ""}, "b24sign: signers reminded")
 
 
 def cancel(call: RobotCall) -> None:
     req = _request_for(call)
-    if req.is_terminal:
+    reason = call.properties.get("reason") or "Cancelled by an automation rule"
+    if not services.cancel_request(req, reason, source="robot"):
         answer(call, {"status": req.status, "error": ""}, f"b24sign: request was already {req.status}")
         return
-    reason = call.properties.get("reason") or "Cancelled by an automation rule"
-    req.account.provider_impl().cancel(req, reason)
-    req.move_to(states.CANCELLED, message=reason, source="robot")
-    services.finalize_soon(req)
     answer(call, {"status": states.CANCELLED, "error": ""}, f"b24sign: request cancelled ({reason})")
 
 

@@ -47,6 +47,37 @@ def pick_account(portal, provider: str | None) -> ProviderAccount:
     return account
 
 
+def connect_account(portal, provider: str, credentials: dict, *, make_default: bool | None = None,
+                    label: str = "") -> tuple[ProviderAccount, str]:
+    """Connect (or reconnect) a provider for a portal; used by the settings page and ``manage.py providers``.
+
+    The provider checks/exchanges the credentials first: nothing is stored if it refuses (ProviderError).
+    ``make_default``: True makes it the only default; None makes it default when the portal has none.
+    Returns the account and a warning when callbacks could not be subscribed (polling still works).
+    """
+    from b24app.rest import B24Error as _B24Error
+
+    account = ProviderAccount.objects.filter(portal=portal, provider=provider).first() or \
+        ProviderAccount(portal=portal, provider=provider)
+    stored = account.provider_impl().connect(credentials)
+    with transaction.atomic():
+        others = ProviderAccount.objects.filter(portal=portal, enabled=True, is_default=True).exclude(provider=provider)
+        account.credentials = stored
+        account.enabled = True
+        account.label = label or account.label
+        account.is_default = bool(make_default) or account.is_default or (make_default is None and not others.exists())
+        account.last_test_at, account.last_test_ok, account.last_test_message = timezone.now(), True, "Connected."
+        account.save()
+        if make_default:
+            others.update(is_default=False)
+    try:
+        account.provider_impl().on_connected(account.webhook_url())
+    except (ProviderError, _B24Error) as exc:
+        log.warning("portal %s: %s callbacks not subscribed: %s", portal.member_id[:8], provider, exc)
+        return account, f"callbacks could not be set up ({exc}); b24sign polls instead"
+    return account, ""
+
+
 # --- sending ----------------------------------------------------------------------------------------
 def create_request(portal, account: ProviderAccount, *, title: str, signers: list[Signer],
                    entity: tuple[int, int] | None, options: dict) -> SignatureRequest:
@@ -134,6 +165,25 @@ def apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> 
     if req.is_terminal:
         finalize_soon(req)
     return moved
+
+
+def remind_request(req: SignatureRequest, source: str, actor: str = "") -> None:
+    if req.is_terminal:
+        raise ProviderError(f"the request is already {req.status}; nobody to remind", permanent=True, code="input")
+    req.account.provider_impl().remind(req)
+    req.log("remind", f"signers reminded{' by ' + actor if actor else ''}", source=source)
+
+
+def cancel_request(req: SignatureRequest, reason: str, source: str) -> bool:
+    """Cancel at the provider first, then in the state machine; a waiting workflow hears about it.
+    False when the request had already ended."""
+    if req.is_terminal:
+        return False
+    req.account.provider_impl().cancel(req, reason)
+    if req.move_to(states.CANCELLED, message=reason, source=source):
+        req.signers.filter(status="pending").update(status="cancelled")
+    finalize_soon(req)
+    return True
 
 
 def finalize_soon(req: SignatureRequest) -> None:

@@ -27,7 +27,7 @@ MAX_WEBHOOK_BODY = 60 * 1024 * 1024  # Evia may attach the signed PDF (base64) t
 def webhook(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
     account = ProviderAccount.objects.filter(webhook_secret_digest=ProviderAccount.digest(secret),
                                              provider=provider).select_related("portal").first()
-    if account is None or not account.portal.is_installed:
+    if account is None or not account.enabled or not account.portal.is_installed:  # disconnected: not ours
         return JsonResponse({"error": "unknown webhook"}, status=404)
     if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_WEBHOOK_BODY:
         return JsonResponse({"error": "body too large"}, status=413)

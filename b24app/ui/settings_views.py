@@ -16,6 +16,7 @@ from bizproc_ext.models import RobotRegistration
 from bizproc_ext.registration import sync_robots
 from bizproc_ext.robots import CATALOGUE_VERSION, catalogue
 from b24app.rest import B24Error
+from signing import services
 from signing.base import ProviderError
 from signing.models import PortalSettings, ProviderAccount
 from signing.registry import all_providers, provider_class
@@ -128,25 +129,12 @@ def provider_connect(request, code):
                               error=_("Please fill in the required fields."))
     label = all_providers()[code].label
     try:
-        credentials = account.provider_impl().connect(form.credentials())
+        account, warning = services.connect_account(portal, code, form.credentials())
     except (ProviderError, B24Error) as exc:
         return _settings_page(request, forms_by_code={code: form}, status=400, section=code,
                               error=_("%(provider)s refused the connection: %(e)s") % {"provider": label, "e": exc})
-    with transaction.atomic():
-        has_default = ProviderAccount.objects.filter(portal=portal, enabled=True, is_default=True) \
-            .exclude(provider=code).exists()
-        account.credentials = credentials
-        account.enabled = True
-        account.is_default = account.is_default or not has_default
-        account.last_test_at, account.last_test_ok = timezone.now(), True
-        account.last_test_message = _("Connected.")
-        account.save()
-    warning = ""
-    try:
-        account.provider_impl().on_connected(account.webhook_url())
-    except (ProviderError, B24Error) as exc:  # status polling still works without callbacks
-        log.warning("portal %s: %s callbacks not subscribed: %s", portal.member_id[:8], code, exc)
-        warning = " " + _("Status callbacks could not be set up (%(e)s); b24sign will poll instead.") % {"e": exc}
+    if warning:
+        warning = " " + _("Status callbacks could not be set up; b24sign will poll instead.")
     return _settings_page(request, message=_("%(provider)s is connected.") % {"provider": label} + warning,
                           section=code)
 

@@ -153,10 +153,9 @@ def request_remind(request, public_id):
     if req.is_terminal:
         return _detail(request, req, error=_("The request is already finished; there is nobody to remind."), status=409)
     try:
-        req.account.provider_impl().remind(req)
+        services.remind_request(req, source="admin", actor=f"user {request.ui.user_id}")
     except (ProviderError, B24Error) as exc:
         return _detail(request, req, error=_("The provider refused the reminder: %(e)s") % {"e": exc}, status=502)
-    req.log("remind", f"signers reminded by user {request.ui.user_id}", source="admin")
     return _detail(request, req, message=_("The signers were reminded."))
 
 
@@ -169,13 +168,10 @@ def request_cancel(request, public_id):
         return _detail(request, req, error=_("The request is already finished."), status=409)
     reason = (request.POST.get("reason") or "").strip()[:500] or f"Cancelled in b24sign by user {request.ui.user_id}"
     try:
-        req.account.provider_impl().cancel(req, reason)
+        services.cancel_request(req, reason, source="admin")  # also answers a workflow waiting for it
     except (ProviderError, B24Error) as exc:
         return _detail(request, req, error=_("The provider could not cancel the request: %(e)s") % {"e": exc},
                        status=502)
-    if req.move_to(states.CANCELLED, message=reason, source="admin"):
-        req.signers.filter(status="pending").update(status="cancelled")
-    services.finalize_soon(req)  # answers a workflow that waits for this request
     req.refresh_from_db()
     return _detail(request, req, message=_("The request was cancelled."))
 

@@ -3,13 +3,14 @@
 The emulated portal serves a page from its own origin with an ``<iframe>`` and a form that auto-POSTs
 exactly what Bitrix24 posts (``app_page_request``) into it, so the app runs cross-origin, without
 cookies, under its CSP ``frame-ancestors``.  BX24.js is stubbed: ``fitWindow`` resizes the iframe
-through postMessage, as Bitrix24 does.  Screenshots go to docs/screenshots/.
+through postMessage, as Bitrix24 does.  Screenshots go to docs/screenshots/ (B24SIGN_SCREENSHOTS=1).
 """
 from __future__ import annotations
 
 import html
 import json
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -26,7 +27,10 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# The README's screenshots are refreshed with `B24SIGN_SCREENSHOTS=1 make test`; ordinary runs write
+# them to a temporary folder so the working tree stays clean.
+SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots" if os.environ.get("B24SIGN_SCREENSHOTS") \
+    else Path(tempfile.gettempdir()) / "b24sign-screenshots"
 
 # What api.bitrix24.com/api/v1/ provides, reduced to what the pages use; it talks to the portal page
 # with postMessage like the real library.

@@ -1,0 +1,56 @@
+"""Bitrix24 Sign for HR documents (KEDO) end to end: the HR robot -> ``sign.b2e.document.send`` -> employees
+sign in Bitrix24 -> ``ONSIGNB2E*`` events at /b24/events/ -> status re-read -> the signed file on the deal's
+timeline -> one answer.  Personas: portal A's admin; Dave, the employee who signs; Erin, HR, who signs for
+the company.
+"""
+import pytest
+
+from signing import states
+from signing.models import SignatureRequest
+from tests.providers.flows import connect, settle, timeline_files
+from tests.robots.helpers import deal_doc, run_worker
+
+DAVE, ERIN = 25, 42
+HR_SEND = {"document_source": "field", "document_field": "UF_CRM_CONTRACT", "title": "Offer letter",
+           "signers": [f"user_{DAVE}"], "assignee": f"user_{ERIN}", "wait": "Y"}
+
+
+@pytest.fixture
+def sent(eager_tasks, portal_a, deal):
+    portal_a.emu.add_user(DAVE, "dave@alpha.test", name="Dave", last_name="Employee")
+    portal_a.emu.add_user(ERIN, "erin@alpha.test", name="Erin", last_name="HR")
+    assert "Connected Bitrix24 Sign" in connect(portal_a, "b24kedo")
+    wf = portal_a.emu.start_robot("b24sign_kedo_send", document_id=deal_doc(deal), properties=HR_SEND)
+    run_worker()
+    return SignatureRequest.objects.get(), wf
+
+
+def test_employee_and_hr_sign_and_the_signed_file_lands_on_the_deal(portal_a, sent, deal):
+    req, wf = sent
+    doc = portal_a.emu.sign.documents[req.external_id]
+    assert [(m["userId"], m["role"]) for m in doc["members"]] == [(DAVE, "signer"), (ERIN, "assignee")]
+    assert req.status == states.SENT and wf.answers == []
+
+    with settle():
+        portal_a.emu.sign_b2e_member_signs(req.external_id, DAVE)
+    req.refresh_from_db()
+    assert req.status == states.PARTIALLY_SIGNED and wf.answers == []
+
+    with settle():
+        portal_a.emu.sign_b2e_member_signs(req.external_id, ERIN)
+    assert len(wf.answers) == 1
+    assert wf.return_values["status"] == "completed"
+    assert wf.return_values["signers_status"] == "dave@alpha.test: signed; erin@alpha.test: signed"
+    [(name, pdf)] = timeline_files(portal_a, deal)
+    assert "signed" in name and pdf.startswith(b"%PDF-") and b"Signed electronically" in pdf
+    assert len(portal_a.emu.sign.documents) == 1  # one document in Bitrix24 Sign
+    events = [d for d in portal_a.emu.deliveries if d["kind"].startswith("event:ONSIGNB2E")]
+    assert len(events) == 4 and {d["status"] for d in events} == {200}  # how we heard of each step
+
+
+def test_an_employee_who_refuses_is_answered_as_declined(portal_a, sent, deal):
+    req, wf = sent
+    with settle():
+        portal_a.emu.sign_b2e_member_refuses(req.external_id, DAVE)
+    assert len(wf.answers) == 1 and wf.return_values["status"] == "declined"
+    assert timeline_files(portal_a, deal) == []
