@@ -4,7 +4,6 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from b24app.crypto import EncryptedTextField
 from b24app.models import Portal
 
 
@@ -36,10 +35,9 @@ class RobotCall(models.Model):
     use_subscription = models.BooleanField(default=True)
     timeout_duration = models.PositiveIntegerField(default=0)
     queued_ts = models.DateTimeField(null=True, blank=True, help_text="ts: when the portal queued it")
+    # The call's own auth (run-as user's token) is not kept: the worker acts with the portal's app-context
+    # tokens (spec U3/U4: robot auth may lack tokens), so no user token is ever stored.
     auth_user_id = models.PositiveIntegerField(null=True, blank=True)
-    # The call's own token (run-as user), kept as a fallback when the portal's tokens are unusable.
-    access_token = EncryptedTextField(blank=True)
-    access_expires_at = models.DateTimeField(null=True, blank=True)
 
     state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
     attempts = models.PositiveIntegerField(default=0)

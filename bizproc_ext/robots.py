@@ -7,6 +7,7 @@ so portals re-register it (Settings -> Robots shows the version each portal has)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from django.conf import settings
 
@@ -221,7 +222,14 @@ def _by_id_robot(code: str, name: T, description: T, extra: dict[str, Prop] | No
 
 
 def catalogue() -> dict[str, Robot]:
-    """Every robot, by CODE (built on call: provider options depend on settings)."""
+    """Every robot, by CODE.  Built once per provider set (the send robot's provider options depend on
+    settings); the robot handler looks it up on every call."""
+    extra = getattr(settings, "SIGNING_EXTRA_PROVIDERS", {}) or {}
+    return _catalogue(tuple(sorted((k, tuple(v)) for k, v in extra.items())))
+
+
+@lru_cache(maxsize=8)
+def _catalogue(extra_providers: tuple) -> dict[str, Robot]:
     robots = [
         _send_robot(),
         _kedo_robot(),

@@ -53,15 +53,13 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
 
     values, errors = typed_properties(robot, call.raw_properties)
     auth = call.auth
-    expires = _epoch(auth.get("expires"))
     try:
         row = _record(
             portal=portal, code=code, event_token=call.event_token, workflow_id=call.workflow_id,
             document_id=call.document_id, document_type=call.document_type, properties=values,
             input_errors=errors, use_subscription=call.use_subscription,
             timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
-            auth_user_id=_int(auth.get("user_id")), access_token=str(auth.get("access_token") or ""),
-            access_expires_at=expires)
+            auth_user_id=_int(auth.get("user_id")))
     except IntegrityError:
         return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
     # Publish only once the row is committed; if the broker is down the sweeper publishes later.

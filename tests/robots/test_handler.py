@@ -98,7 +98,7 @@ def test_missing_access_token_in_auth_is_accepted(portal_a, deal):
     wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS,
                                   send_access_token=False, send_refresh_token=False, document_type=False)
     assert wf.response_status == 200
-    assert RobotCall.objects.get().access_token == ""
+    assert RobotCall.objects.get().auth_user_id == 1
 
 
 @pytest.mark.django_db
