@@ -249,9 +249,10 @@ def sweep() -> list[int]:
     UPDATE in claim() keeps a call from running twice; the request's checkpoints keep it from sending twice.
     """
     cutoff = timezone.now() - stale_after()
+    # An answer whose sender died mid-send goes back to pending first (the bump below would hide it).
+    RobotCall.objects.filter(answer_state="sending", updated_at__lt=cutoff).update(answer_state="pending")
     RobotCall.objects.filter(state=RobotCall.RUNNING, claimed_at__lt=cutoff).update(state=RobotCall.QUEUED)
     stuck = list(RobotCall.objects.filter(state=RobotCall.QUEUED)
                  .filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:500])
     RobotCall.objects.filter(pk__in=stuck).update(updated_at=timezone.now())  # don't re-publish every minute
-    RobotCall.objects.filter(answer_state="sending", updated_at__lt=cutoff).update(answer_state="pending")
     return stuck
