@@ -201,7 +201,7 @@ def profile(n: int) -> None:
     prof.disable()
     elapsed = time.perf_counter() - t0
     print(f"{n} calls in-process: {elapsed / n * 1000:.2f} ms each (profiler on)")
-    pstats.Stats(prof).sort_stats("cumulative").print_stats(30)
+    pstats.Stats(prof).sort_stats(os.environ.get("BENCH_PROFILE_SORT", "cumulative")).print_stats(30)
 
 
 def main() -> int:
