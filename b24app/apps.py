@@ -7,4 +7,4 @@ class B24AppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers system checks)
+        from . import checks  # noqa: F401  (registers the system checks)

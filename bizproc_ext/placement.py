@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 
 from b24app.lifecycle import Rejected, verified_portal
+from b24app.models import Portal
 from signing.models import ProviderAccount
 from signing.registry import all_providers
 
 from .robots import catalogue
 
 
-def frame_portal(post) -> "Portal":  # noqa: F821
+def frame_portal(post) -> Portal:
     """Frame POSTs carry member_id and APPLICATION_TOKEN: the same proof as robot calls."""
     return verified_portal({"auth": {"member_id": post.get("member_id", ""),
                                      "application_token": post.get("APPLICATION_TOKEN", "")}})

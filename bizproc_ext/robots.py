@@ -6,7 +6,7 @@ so portals re-register it (Settings -> Robots shows the version each portal has)
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 
 from django.conf import settings

@@ -5,9 +5,8 @@ the handler only verifies, records and enqueues, and answers at once; everything
 """
 from __future__ import annotations
 
-import json
 import logging
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent

@@ -55,8 +55,6 @@ def connect_account(portal, provider: str, credentials: dict, *, make_default: b
     ``make_default``: True makes it the only default; None makes it default when the portal has none.
     Returns the account and a warning when callbacks could not be subscribed (polling still works).
     """
-    from b24app.rest import B24Error as _B24Error
-
     account = ProviderAccount.objects.filter(portal=portal, provider=provider).first() or \
         ProviderAccount(portal=portal, provider=provider)
     stored = account.provider_impl().connect(credentials)
@@ -72,7 +70,7 @@ def connect_account(portal, provider: str, credentials: dict, *, make_default: b
             others.update(is_default=False)
     try:
         account.provider_impl().on_connected(account.webhook_url())
-    except (ProviderError, _B24Error) as exc:
+    except (ProviderError, B24Error) as exc:
         log.warning("portal %s: %s callbacks not subscribed: %s", portal.member_id[:8], provider, exc)
         return account, f"callbacks could not be set up ({exc}); b24sign polls instead"
     return account, ""

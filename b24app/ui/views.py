@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from bizproc_ext.models import RobotCall
 from b24app.rest import B24Error
-from signing import services, states
+from signing import services
 from signing.base import ProviderError
 from signing.models import ProviderAccount, SignatureRequest
 from signing.registry import all_providers, provider_class

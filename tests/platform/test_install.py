@@ -7,7 +7,7 @@ from django.db import connection
 from b24app.models import Portal
 from bizproc_ext.models import RobotRegistration
 from bizproc_ext.robots import catalogue
-from tests.conftest import ADMIN_ID, MANAGER_ID, install
+from tests.conftest import MANAGER_ID, install
 
 
 @pytest.mark.django_db

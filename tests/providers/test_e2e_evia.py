@@ -5,20 +5,8 @@ import pytest
 
 from signing import states
 from signing.models import SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, Courier, connect, evia_emulator,
-                                   history, timeline_files)
+from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, connect, history, timeline_files)
 from tests.robots.helpers import deal_doc, run_worker
-
-
-@pytest.fixture
-def courier(client):
-    return Courier(client)
-
-
-@pytest.fixture
-def evia(settings, courier):
-    with evia_emulator(settings, courier) as emu:
-        yield emu
 
 
 @pytest.fixture

@@ -9,22 +9,11 @@ from bizproc_ext import pipeline
 from bizproc_ext.models import RobotCall
 from signing import services, states
 from signing.models import SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, SEND_TO_BOTH, SIGNNOW_LOGIN, Courier, account_of, connect, poll_now,
-                                   settle, signnow_emulator, timeline_files)
+from tests.providers.flows import (ANNA, BORIS, SEND_TO_BOTH, SIGNNOW_LOGIN, account_of, connect, poll_now,
+                                   settle, timeline_files)
 from tests.robots.helpers import deal_doc, run_worker
 
 DAVE = "dave@customer.test"
-
-
-@pytest.fixture
-def courier(client):
-    return Courier(client)
-
-
-@pytest.fixture
-def signnow(settings, courier):
-    with signnow_emulator(settings, courier) as emu:
-        yield emu
 
 
 @pytest.fixture

@@ -9,26 +9,9 @@ import pytest
 
 from signing import states
 from signing.models import RequestEvent, SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, SIGNNOW_LOGIN, Courier, account_of,
-                                   connect, evia_emulator, history, poll_now, signnow_emulator, timeline_files)
+from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, SIGNNOW_LOGIN, account_of,
+                                   connect, history, poll_now, timeline_files)
 from tests.robots.helpers import deal_doc, run_worker
-
-
-@pytest.fixture
-def courier(client):
-    return Courier(client)
-
-
-@pytest.fixture
-def signnow(settings, courier):
-    with signnow_emulator(settings, courier) as emu:
-        yield emu
-
-
-@pytest.fixture
-def evia(settings, courier):
-    with evia_emulator(settings, courier) as emu:
-        yield emu
 
 
 def send(portal, deal, courier):

@@ -1,5 +1,4 @@
 """Get status / Remind / Cancel robots, by request id, scoped to the calling portal."""
-import json
 
 import pytest
 

@@ -131,7 +131,7 @@ def test_robots_show_their_version_and_can_be_registered_again(client, portal_a,
     portal_a.emu.robots.pop("b24sign_cancel", None)
     page = client.get(f"/app/settings/?t={admin_token}").content.decode()
     assert 'data-code="b24sign_cancel" data-state="missing"' in page
-    assert f'data-code="b24sign_send" data-state="current"' in page and f"v{CATALOGUE_VERSION}" in page
+    assert 'data-code="b24sign_send" data-state="current"' in page and f"v{CATALOGUE_VERSION}" in page
     response = client.post("/app/settings/robots/", {"t": admin_token})
     assert response.status_code == 200
     assert 'data-code="b24sign_cancel" data-state="current"' in response.content.decode()

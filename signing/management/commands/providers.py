@@ -14,7 +14,6 @@ from __future__ import annotations
 from getpass import getpass
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 from django.utils import timezone
 
 from b24app.models import Portal
