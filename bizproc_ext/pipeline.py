@@ -206,7 +206,7 @@ def get_status(call: RobotCall) -> None:
         try:
             services.apply_snapshot(req, req.account.provider_impl().status(req), "robot")
         except ProviderError as exc:
-            if exc.code != "no_status":
+            if exc.code not in ("no_status", "unsupported"):  # callback-only providers: answer what we know
                 raise
         req.refresh_from_db()
     answer(call, services.result_values(req), f"b24sign: request is {req.status}")

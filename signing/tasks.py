@@ -34,7 +34,7 @@ def refresh_request_status(self, request_pk: int, source: str = "poll") -> None:
     try:
         snapshot = req.account.provider_impl().status(req)
     except TRANSIENT as exc:
-        if getattr(exc, "code", "") == "no_status":  # provider reports by callback only (Evia)
+        if getattr(exc, "code", "") in ("no_status", "unsupported"):  # reports by callback only (Evia)
             return
         _retry(self, exc)
     services.apply_snapshot(req, snapshot, source)
