@@ -6,6 +6,7 @@ Every path ends in exactly one answer: success values, or ``status=error`` with 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -190,11 +191,12 @@ def _signer(row):
 
 def _request_for(call: RobotCall) -> SignatureRequest:
     raw = str(call.properties.get("request_id") or "").strip()
-    req = None
     try:
-        req = SignatureRequest.objects.filter(portal=call.portal, public_id=raw).select_related("account").first()
-    except Exception:  # not a UUID
-        req = None
+        public_id = uuid.UUID(raw)
+    except ValueError:
+        public_id = None
+    req = public_id and SignatureRequest.objects.filter(portal=call.portal, public_id=public_id) \
+        .select_related("account").first()
     if req is None:
         raise InputError(f"no signature request {raw!r} in this portal")
     return req

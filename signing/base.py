@@ -13,6 +13,15 @@ from pathlib import Path
 from typing import Callable, ClassVar
 
 
+def mask_secret(value, bullet: str = "****") -> str:
+    """A stored secret as a page or a console may show it: never the value, at most its last 4 characters
+    (and only for long values, where 4 characters give nothing away)."""
+    text = str(value or "")
+    if not text:
+        return ""
+    return bullet + (text[-4:] if len(text) >= 16 else "")
+
+
 class ProviderError(Exception):
     def __init__(self, message: str, *, permanent: bool = False, code: str = "", retry_after: float | None = None):
         super().__init__(message)

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import logging
 import random
+from datetime import timedelta
 
 from celery import shared_task
 from django.utils import timezone
 
 from b24app.rest import B24Error
 
-from . import services
+from . import services, states
 from .base import ProviderError
 from .models import SignatureRequest
 
@@ -72,9 +73,9 @@ def finalize_stragglers(limit: int = 200) -> int:
     """Terminal requests whose finalization task was lost (worker killed, broker restarted)."""
     from bizproc_ext.models import RobotCall
 
-    stuck = SignatureRequest.objects.filter(status__in=list(services.states.TERMINAL)).filter(
+    stuck = SignatureRequest.objects.filter(status__in=list(states.TERMINAL)).filter(
         robot_calls__state=RobotCall.WAITING, robot_calls__answer_state="pending",
-        status_changed_at__lte=timezone.now() - timezone.timedelta(minutes=2)).distinct()[:limit]
+        status_changed_at__lte=timezone.now() - timedelta(minutes=2)).distinct()[:limit]
     n = 0
     for req in stuck:
         finalize_request.delay(req.pk)

@@ -6,6 +6,7 @@ from django import forms
 from django.utils.translation import gettext, gettext_lazy as _, gettext_noop
 
 from signing import states
+from signing.base import mask_secret
 from signing.models import PortalSettings
 
 # Providers declare their field labels in English; these marks put them in the catalogue for gettext().
@@ -22,11 +23,7 @@ _PROVIDER_TEXTS = [
 
 
 def mask(value) -> str:
-    """A stored secret as the page may show it: never the value, at most its last 4 characters."""
-    value = str(value or "")
-    if not value:
-        return ""
-    return "••••••••" + (value[-4:] if len(value) >= 16 else "")
+    return mask_secret(value, bullet="••••••••")
 
 
 class CredentialsForm(forms.Form):

@@ -19,7 +19,7 @@ from django.utils import timezone
 from b24app.models import Portal
 from b24app.rest import B24Error
 from signing import services
-from signing.base import ProviderError
+from signing.base import ProviderError, mask_secret
 from signing.models import ProviderAccount
 from signing.registry import all_providers, provider_class
 
@@ -161,8 +161,7 @@ def _text(exc) -> str:
 
 
 def mask(value) -> str:
-    text = str(value)
-    return "****" + text[-4:] if len(text) >= 16 else "****"
+    return mask_secret(value) or "****"
 
 
 def _masked_credentials(account: ProviderAccount) -> str:
