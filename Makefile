@@ -6,7 +6,7 @@ PORT ?= 8000
 # The test suite runs on real PostgreSQL and Redis (127.0.0.1:5432 / :6379, see conftest.py).
 PYTEST_ARGS ?=
 
-.PHONY: run test test-reliability demo bench install deps check clean browser
+.PHONY: run test lint test-reliability demo bench install deps check clean browser
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,8 @@ run: deps
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
 	@echo "b24sign on http://127.0.0.1:$(PORT)/  (Ctrl-C stops web, worker and beat)"
 	@trap 'kill $$(jobs -p) 2>/dev/null; wait' INT TERM EXIT; \
-	DEBUG=$${DEBUG:-1} $(BIN)/celery -A b24app worker --loglevel=INFO --concurrency=2 --pool=threads & \
-	DEBUG=$${DEBUG:-1} $(BIN)/celery -A b24app beat --loglevel=INFO & \
+	DEBUG=$${DEBUG:-1} $(BIN)/celery -A config worker --loglevel=INFO --concurrency=2 --pool=threads & \
+	DEBUG=$${DEBUG:-1} $(BIN)/celery -A config beat --loglevel=INFO & \
 	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py runserver 127.0.0.1:$(PORT) --noreload & \
 	wait
 
@@ -31,9 +31,14 @@ run: deps
 demo: deps
 	$(BIN)/python -m demo
 
-## test: the whole suite (unit, integration against emulators, reliability, browser)
-test: deps browser
+## test: the linters, then the whole suite (unit, integration against emulators, reliability, browser)
+test: deps browser lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: layers import one way (import-linter, .importlinter) and ruff (ruff.toml: no imports inside functions)
+lint: deps
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 ## test-reliability: only the fault-injection suite
 test-reliability: deps

@@ -1,4 +1,3 @@
-"""b24sign's Django project and its Bitrix24 platform layer (portals, OAuth, REST client, app events)."""
-from .celery import app as celery_app
-
-__all__ = ("celery_app",)
+"""The Bitrix24 platform layer: portals, OAuth, the REST client, app events, frames, crypto, coordination
+and the one outbound HTTP seam.  It knows nothing of signatures or robots; it announces what happens
+through ``b24app.signals``."""

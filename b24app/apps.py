@@ -7,4 +7,4 @@ class B24AppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401  (registers the system checks)
+        from . import checks  # noqa: F401, PLC0415  (Django's idiom: register the system checks once apps are loaded)

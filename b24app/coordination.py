@@ -50,7 +50,7 @@ return 0
 
 class RedisBackend:
     def __init__(self, url: str):
-        import redis
+        import redis  # noqa: PLC0415  (optional here: `make run` uses file locks and needs no Redis client)
 
         self.redis = redis.Redis.from_url(url)
         self._take = self.redis.register_script(_TAKE_LUA)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from functools import lru_cache
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -62,21 +63,15 @@ class EncryptedJSONField(EncryptedTextField):
     """A JSON document (provider credentials) stored encrypted."""
 
     def from_db_value(self, value, expression, connection):
-        import json
-
         text = super().from_db_value(value, expression, connection)
         return json.loads(text) if text else {}
 
     def to_python(self, value):
-        import json
-
         if isinstance(value, str):
             return json.loads(value) if value else {}
         return value or {}
 
     def get_prep_value(self, value):
-        import json
-
         if value in (None, {}, ""):
             return ""
         return encrypt(json.dumps(value, sort_keys=True))

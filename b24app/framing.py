@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from functools import wraps
 
+from django.conf import settings
+
 
 def frame_ancestors(domain: str | None) -> str:
     sources = ["'self'"]
     if domain:
         sources += [f"https://{domain}"]
-        from django.conf import settings
-
         if settings.ALLOW_HTTP_PORTALS:
             sources += [f"http://{domain}"]
     return "frame-ancestors " + " ".join(sources)

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from . import signals
 from .models import Portal
 from .rest import B24Client, B24Error
 from .rest.client import call_with_token
@@ -119,10 +120,9 @@ def bind_app_events(portal: Portal, client: B24Client) -> None:
     bound = {(str(e.get("event", "")).upper(), e.get("handler")) for e in (client.call("event.get") or [])}
     calls = {f"bind_{name}": ("event.bind", {"event": name, "handler": handler})
              for name in APP_EVENTS if (name, handler) not in bound}
-    from signing.events import PORTAL_EVENTS  # KEDO status events, handled by signing
-
+    # Portal events the upper layers subscribed to (e.g. KEDO status changes, handled by signing).
     calls.update({f"bind_{name}": ("event.bind", {"event": name, "handler": handler})
-                  for name in PORTAL_EVENTS if (name, handler) not in bound})
+                  for name in signals.portal_event_names() if (name, handler) not in bound})
     if calls:
         result = client.batch(calls)
         for key, err in result.errors.items():
@@ -133,13 +133,16 @@ def bind_app_events(portal: Portal, client: B24Client) -> None:
 
 
 def complete_install(portal: Portal) -> dict:
-    """Everything the install page does with the admin's token: plan, events, robots."""
-    from bizproc_ext.registration import sync_robots
-
+    """Everything the install page does with the admin's token: plan and events here, then the upper
+    layers' own setup (robots) through ``app_installed``; their returned dicts are merged for the page."""
     client = B24Client(portal)
     detect_plan(portal, client)
     bind_app_events(portal, client)
-    return sync_robots(portal, client)
+    shown: dict = {}
+    for _receiver, outcome in signals.app_installed.send(sender=Portal, portal=portal, client=client):
+        if isinstance(outcome, dict):
+            shown.update(outcome)
+    return shown
 
 
 def credentials_from_event(form: dict) -> Credentials:
@@ -190,10 +193,7 @@ def handle_app_event(event: str, form: dict) -> str:
         raise Rejected(401, "event carries no access token")
     portal = upsert_portal(creds)
     if event == "ONAPPUPDATE":
-        from bizproc_ext.tasks import sync_portal_robots
-
-        # Bitrix24 deletes an app's robots on update: register them again, off the request path.
-        transaction.on_commit(lambda: sync_portal_robots.delay(portal.pk))
+        signals.app_updated.send(sender=Portal, portal=portal)
     return "stored"
 
 
@@ -201,6 +201,7 @@ def uninstall(portal: Portal, clean: bool) -> None:
     """All tokens are void after uninstall; with CLEAN=1 every row of the portal goes too."""
     with transaction.atomic():
         if clean:
+            signals.app_uninstalled.send(sender=Portal, portal=portal, clean=True)
             portal.delete()  # cascades to robot calls, provider accounts (secrets), requests
             log.info("portal %s uninstalled and purged", portal.member_id)
             return
@@ -209,7 +210,15 @@ def uninstall(portal: Portal, clean: bool) -> None:
         portal.token_expires_at = None
         portal.uninstalled_at = timezone.now()
         portal.save()
-        from bizproc_ext.models import RobotRegistration
-
-        RobotRegistration.objects.filter(portal=portal).delete()  # Bitrix24 removed them itself
+        signals.app_uninstalled.send(sender=Portal, portal=portal, clean=False)
     log.info("portal %s uninstalled (data kept)", portal.member_id)
+
+
+def handle_portal_event(event: str, form: dict) -> str:
+    """A portal event an upper layer registered for: verified like an app event, then handed over."""
+    handler = signals.portal_event_handler(event)
+    if handler is None:
+        raise Rejected(400, f"unsupported event {event or '(none)'}")
+    portal = verified_portal(form)
+    data = form.get("data") if isinstance(form.get("data"), dict) else {}
+    return handler(portal, data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -77,8 +78,6 @@ class Portal(models.Model):
 
     def rate_limits(self) -> tuple[float, float]:
         """(burst, drain/s) for this portal's leaky bucket, less a reserve for other apps on our IP."""
-        from django.conf import settings
-
         if self.rate_burst and self.rate_drain:
             burst, drain = self.rate_burst, self.rate_drain
         elif self.license_family.lower().startswith("ent"):

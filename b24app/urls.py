@@ -1,23 +1,10 @@
-from django.conf import settings
-from django.urls import include, path, re_path
-from django.views.static import serve
+"""Endpoints Bitrix24 itself posts to (install page, app and portal events), and the health check."""
+from django.urls import path
 
 from . import views
 
 urlpatterns = [
+    path("healthz/", views.healthz, name="healthz"),
     path("b24/install/", views.install, name="b24-install"),
     path("b24/events/", views.events, name="b24-events"),
-    path("bizproc/", include("bizproc_ext.urls")),
-    path("signing/", include("signing.urls")),
-    path("", include("b24app.ui_urls")),
 ]
-
-
-def collected_static(request, path):
-    """Two small files (app.css, app.js) collected into STATIC_ROOT, served by gunicorn itself so the
-    docker-compose shape needs no extra web server; a fronting proxy may serve /static/ instead."""
-    return serve(request, path, document_root=settings.STATIC_ROOT)
-
-
-if not settings.DEBUG:
-    urlpatterns.append(re_path(r"^static/(?P<path>.*)$", collected_static))

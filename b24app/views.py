@@ -14,7 +14,15 @@ from django.views.decorators.http import require_POST
 
 from .forms import php_form
 from .framing import allow_portal_frame
-from .lifecycle import APP_EVENTS, Credentials, Rejected, complete_install, handle_app_event, upsert_portal
+from .lifecycle import (
+    APP_EVENTS,
+    Credentials,
+    Rejected,
+    complete_install,
+    handle_app_event,
+    handle_portal_event,
+    upsert_portal,
+)
 from .rest import B24Error
 
 log = logging.getLogger("b24sign.views")
@@ -49,19 +57,22 @@ def install(request: HttpRequest) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def events(request: HttpRequest) -> HttpResponse:
-    """ONAPPINSTALL / ONAPPUPDATE / ONAPPUNINSTALL, plus portal events other apps subscribe (KEDO)."""
+    """ONAPPINSTALL / ONAPPUPDATE / ONAPPUNINSTALL, plus the portal events upper layers registered (KEDO)."""
     form = php_form(request)
     event = str(form.get("event", "")).upper()
     try:
         if event in APP_EVENTS:
             outcome = handle_app_event(event, form)
         else:
-            from signing.events import handle_portal_event
-
             outcome = handle_portal_event(event, form)
     except Rejected as exc:
         return JsonResponse({"error": exc.message}, status=exc.status)
     return JsonResponse({"status": outcome})
+
+
+def healthz(request):
+    """For the load balancer: the process answers (no database round trip)."""
+    return JsonResponse({"status": "ok"})
 
 
 def _int(value, default: int) -> int:

@@ -108,7 +108,7 @@ class Proc:
 
 def start_gunicorn(port: int, workers: int, env: dict, log_path: Path) -> Proc:
     bin_dir = Path(sys.executable).parent
-    proc = Proc([str(bin_dir / "gunicorn"), "b24app.wsgi:application", "--bind", f"127.0.0.1:{port}",
+    proc = Proc([str(bin_dir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
                  "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning",
                  "--backlog", "2048"], env, log_path)
     proc.port = port
@@ -128,7 +128,7 @@ def start_gunicorn(port: int, workers: int, env: dict, log_path: Path) -> Proc:
 
 def start_worker(env: dict, log_path: Path, concurrency: int = 8, pool: str = "threads") -> Proc:
     bin_dir = Path(sys.executable).parent
-    return Proc([str(bin_dir / "celery"), "-A", "b24app", "worker", "--loglevel=WARNING", f"--pool={pool}",
+    return Proc([str(bin_dir / "celery"), "-A", "config", "worker", "--loglevel=WARNING", f"--pool={pool}",
                  f"--concurrency={concurrency}", "--without-gossip", "--without-mingle", "--without-heartbeat"],
                 env, log_path)
 

@@ -1,7 +1,7 @@
 """How fast is the dashboard with 100,000 signature requests in one portal?
 
 Seeds a throw-away portal (plus a noisy neighbour) on the database of DATABASE_URL, runs the
-dashboard's real queries (b24app/ui/queries.py) and prints each plan's first lines and its timing.
+dashboard's real queries (pages/queries.py) and prints each plan's first lines and its timing.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/b24sign_bench .venv/bin/python bench/dashboard_query.py [N]
 
@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "b24app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 os.environ.setdefault("DEBUG", "1")
 
 import django  # noqa: E402
@@ -83,7 +83,7 @@ def main(argv: list[str]) -> int:
         return 2
     n = int(next((a for a in argv if a.isdigit()), 100_000))
     call_command("migrate", verbosity=0)
-    from b24app.ui import queries
+    from pages import queries
     from signing.models import SignatureRequest, SignerRow
 
     t0 = time.perf_counter()

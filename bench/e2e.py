@@ -29,8 +29,16 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import (CLIENT_ID, CLIENT_SECRET, bench_env, free_port, reset_state, setup_django,  # noqa: E402
-                          start_gunicorn, start_worker)
+from bench.common import (  # noqa: E402
+    CLIENT_ID,
+    CLIENT_SECRET,
+    bench_env,
+    free_port,
+    reset_state,
+    setup_django,
+    start_gunicorn,
+    start_worker,
+)
 from tests.emulators.bitrix24 import Bitrix24Cloud  # noqa: E402
 from tests.emulators.bitrix24.core import Stats  # noqa: E402
 from tests.emulators.pdf import make_pdf  # noqa: E402

@@ -2,8 +2,8 @@
 
 Never used by the product; ``bench/*.py`` point DJANGO_SETTINGS_MODULE here for the processes they start.
 """
-from b24app.settings import *  # noqa: F401,F403
-from b24app.settings import INSTALLED_APPS
+from config.settings import *  # noqa: F401,F403
+from config.settings import INSTALLED_APPS
 
 ROOT_URLCONF = "bench.urls"
 INSTALLED_APPS = [*INSTALLED_APPS, "bench.apps.BenchConfig"]

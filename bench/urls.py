@@ -3,7 +3,7 @@ from django.http import HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from b24app.urls import urlpatterns as product_urlpatterns
+from config.urls import urlpatterns as product_urlpatterns
 
 
 @csrf_exempt

@@ -12,8 +12,11 @@ import logging
 from django.utils import timezone
 
 from b24app.rest import B24Client, B24Error
+from signing.models import SignatureRequest
+from signing.services import result_values, signer_summary
 
 from .models import RobotCall
+from .robots import catalogue
 
 log = logging.getLogger("b24sign.answers")
 
@@ -85,9 +88,13 @@ def _finish(call: RobotCall, state: str, error: str) -> None:
     call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
 
 
-def error_values(robot_code: str, message: str, request_id: str = "") -> dict:
-    from .robots import catalogue
+def answer_waiting_calls(req: SignatureRequest) -> None:
+    """Every workflow still waiting for this (terminal) request hears its outcome, once."""
+    for call in RobotCall.objects.filter(signature_request=req, state=RobotCall.WAITING, answer_state="pending"):
+        answer(call, result_values(req), f"Signature request {req.status}: {signer_summary(req)}")
 
+
+def error_values(robot_code: str, message: str, request_id: str = "") -> dict:
     values = {"status": "error", "error": message[:MAX_LOG]}
     if request_id:
         values["request_id"] = request_id

@@ -2,8 +2,9 @@
 
 Reads go out as one ``batch`` (item, contact bindings, the contacts themselves through ``$result``
 references, users, the file's metadata) instead of one request each; a second one only for contacts
-the references could not reach (a deal with more than PREFETCH_CONTACTS, or a primary listed second).  The document is streamed to a temporary file, checked
-to be a PDF within the size limit, and never held in memory whole.
+the references could not reach (a deal with more than PREFETCH_CONTACTS, or a primary listed second).
+The document is streamed to a temporary file, checked to be a PDF within the size limit, and never held
+in memory whole.
 """
 from __future__ import annotations
 

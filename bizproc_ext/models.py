@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
+from b24app.crm import crm_entity
 from b24app.models import Portal
 
 
@@ -66,6 +67,4 @@ class RobotCall(models.Model):
     @property
     def entity(self) -> tuple[int, int] | None:
         """(entityTypeId, id) of the CRM item, from document_id (DEAL_42, LEAD_7, DYNAMIC_177_5, SMART_INVOICE_9)."""
-        from .documents import crm_entity
-
         return crm_entity(self.document_id)

@@ -18,11 +18,11 @@ from django.utils import timezone
 
 from b24app.rest import B24Client, B24Error
 from signing import services, states
-from signing.base import ProviderError, SendSpec
+from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from .answers import answer, error_values, log_line
+from .answers import answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
 
@@ -154,7 +154,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         log_line(call, sent_line + "; waiting for the signers", client)
         req.refresh_from_db()
         if req.is_terminal:  # it finished while we were logging: make sure somebody answers
-            services.answer_waiting_calls(req)
+            answer_waiting_calls(req)
         return
     answer(call, services.result_values(req), sent_line, client=client)
 
@@ -183,8 +183,6 @@ KEDO_ROLES = ("signer", "assignee", "reviewer", "editor")
 
 
 def _signer(row):
-    from signing.base import Signer
-
     return Signer(email=row.email, name=row.name, order=row.order, role=row.role, phone=row.phone,
                   user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "")
 

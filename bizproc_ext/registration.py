@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from b24app.rest import B24Client, B24Error
 
+from .models import RobotRegistration
 from .robots import CATALOGUE_VERSION, catalogue
 
 log = logging.getLogger("b24sign.robots")
@@ -16,8 +17,6 @@ log = logging.getLogger("b24sign.robots")
 
 def sync_robots(portal, client: B24Client | None = None) -> dict[str, str]:
     """Make the portal's robots match the catalogue.  Returns ``{code: "added"|"updated"}``."""
-    from .models import RobotRegistration
-
     client = client or B24Client(portal)
     existing = set(client.call("bizproc.robot.list") or [])
     robots = catalogue()

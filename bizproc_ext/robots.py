@@ -11,6 +11,8 @@ from functools import lru_cache
 
 from django.conf import settings
 
+from signing.registry import all_providers
+
 CATALOGUE_VERSION = 2
 
 # Where the robots are offered: deals, leads, smart processes and (smart) invoices.
@@ -126,8 +128,6 @@ REQUEST_ID_PROP = Prop(t("Signature request ID", "ID запроса на под�
 
 
 def _provider_options() -> dict[str, T]:
-    from signing.registry import all_providers
-
     options = {"default": t("Default provider (app settings)", "Провайдер по умолчанию (настройки)",
                             "Standardanbieter (Einstellungen)")}
     for p in all_providers().values():

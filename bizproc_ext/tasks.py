@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 from celery import shared_task
+from django.utils import timezone
+
+from b24app.models import Portal
 
 from . import pipeline
+from .answers import answer_waiting_calls
+from .models import RobotCall
+from .registration import sync_robots
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
@@ -25,11 +32,19 @@ def sweep_robot_calls() -> int:
 
 
 @shared_task
+def answer_finished_requests(limit: int = 200) -> int:
+    """Waiting calls whose request was finalized but whose answer was lost on the way (worker killed
+    between the two).  Finalization itself has its own sweep (``signing.tasks.finalize_stragglers``)."""
+    calls = RobotCall.objects.filter(state=RobotCall.WAITING, answer_state="pending",
+                                     signature_request__finalized_at__lte=timezone.now() - timedelta(minutes=2))
+    requests = {call.signature_request for call in calls.select_related("signature_request")[:limit]}
+    for req in requests:
+        answer_waiting_calls(req)
+    return len(requests)
+
+
+@shared_task
 def sync_portal_robots(portal_id: int) -> None:
-    from b24app.models import Portal
-
-    from .registration import sync_robots
-
     portal = Portal.objects.installed().filter(pk=portal_id).first()
     if portal:
         sync_robots(portal)

@@ -4,5 +4,4 @@ from . import views
 
 urlpatterns = [
     path("robots/<str:code>/", views.robot_handler, name="robot-handler"),
-    path("settings/<str:code>/", views.robot_settings, name="robot-settings"),
 ]

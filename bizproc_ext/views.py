@@ -1,4 +1,4 @@
-"""The robot handler (what Bitrix24's queue server calls) and the robot settings placement page.
+"""The robot handler: what Bitrix24's queue server calls.
 
 The queue server never retries: a call we fail to record is lost and its workflow waits forever.  So
 the handler only verifies, records and enqueues, and answers at once; everything else is the worker's.
@@ -6,23 +6,23 @@ the handler only verifies, records and enqueues, and answers at once; everything
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from b24app.forms import php_form
-from b24app.framing import allow_portal_frame
 from b24app.lifecycle import Rejected, verified_portal
 
 from .models import RobotCall
 from .parsing import MalformedCall, envelope, typed_properties
 from .robots import catalogue
+from .tasks import process_robot_call
 
 log = logging.getLogger("b24sign.robots")
 
@@ -62,24 +62,8 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
     except IntegrityError:
         return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
     # Publish only once the row is committed; if the broker is down the sweeper publishes later.
-    from .tasks import process_robot_call
-
     transaction.on_commit(lambda: process_robot_call.delay(row.pk), robust=True)
     return JsonResponse({"status": "queued"})
-
-
-@csrf_exempt
-@require_POST
-def robot_settings(request: HttpRequest, code: str) -> HttpResponse:
-    """BIZPROC_ACTIVITY_PROPERTIES_DIALOG: friendly controls that write values with setPropertyValue."""
-    from .placement import settings_context
-
-    try:
-        context = settings_context(request, code)
-    except Rejected as exc:
-        return render(request, "b24app/install_failed.html", {"message": exc.message}, status=exc.status)
-    response = render(request, "bizproc_ext/robot_settings.html", context)
-    return allow_portal_frame(response, context["portal"].domain)
 
 
 def _record(**fields) -> RobotCall:

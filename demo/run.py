@@ -266,15 +266,15 @@ def main(argv=None) -> int:
     try:
         import django
 
-        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "b24app.settings")
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
         django.setup()
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
         procs.start("web", py, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload")
-        procs.start("worker", celery, "-A", "b24app", "worker", "--loglevel=INFO", "--pool=threads",
+        procs.start("worker", celery, "-A", "config", "worker", "--loglevel=INFO", "--pool=threads",
                     "--concurrency=4", "--without-gossip", "--without-mingle", "--without-heartbeat")
-        procs.start("beat", celery, "-A", "b24app", "beat", "--loglevel=INFO")
+        procs.start("beat", celery, "-A", "config", "beat", "--loglevel=INFO")
         play(trace, procs, cloud, signnow, app_url)
         trace("done", f"success in {time.monotonic() - trace.t0:.1f}s")
         code = 0

@@ -1,22 +1,23 @@
-"""Bitrix24 portal events about signing (KEDO status changes), delivered to /b24/events/."""
+"""Bitrix24 portal events about signing (KEDO status changes), routed here by the platform.
+
+``SigningConfig.ready()`` registers them with :func:`b24app.signals.register_portal_event`, so the
+platform binds them on install and hands over verified calls.
+"""
 from __future__ import annotations
+
+from b24app.lifecycle import Rejected
+from b24app.models import Portal
+
+from .models import SignatureRequest
+from .tasks import refresh_request_status
 
 PORTAL_EVENTS = ("ONSIGNB2EDOCUMENTSTATUSCHANGED", "ONSIGNB2EMEMBERSTATUSCHANGED")
 
 
-def handle_portal_event(event: str, form: dict) -> str:
-    from b24app.lifecycle import Rejected, verified_portal
-
-    if event not in PORTAL_EVENTS:
-        raise Rejected(400, f"unsupported event {event or '(none)'}")
-    portal = verified_portal(form)
-    data = form.get("data") if isinstance(form.get("data"), dict) else {}
+def kedo_status_changed(portal: Portal, data: dict) -> str:
     uid = str(data.get("documentUid", ""))
     if not uid:
         raise Rejected(400, "data[documentUid] is required")
-    from .models import SignatureRequest
-    from .tasks import refresh_request_status
-
     request = SignatureRequest.objects.filter(portal=portal, provider="b24kedo", external_id=uid).first()
     if request is None:
         return "ignored"

@@ -14,6 +14,8 @@ from b24app.crypto import EncryptedJSONField, EncryptedTextField
 from b24app.models import Portal
 
 from . import states
+from .registry import provider_class
+from .signals import request_changed
 
 
 def _new_webhook_secret() -> str:
@@ -57,8 +59,6 @@ class ProviderAccount(models.Model):
         return f"{settings.APP_BASE_URL}/signing/webhooks/{self.provider}/{self.webhook_secret}/"
 
     def provider_impl(self):
-        from .registry import provider_class
-
         return provider_class(self.provider)(self)
 
     def save(self, *args, **kwargs):
@@ -139,6 +139,8 @@ class SignatureRequest(models.Model):
                     RequestEvent.objects.create(request=self, kind="status", from_status=current,
                                                 to_status=new_status, message=message[:2000], source=source,
                                                 payload=payload or {})
+                    request_changed.send(sender=SignatureRequest, request=self, old_status=current,
+                                         new_status=new_status)
                     return True
             self.refresh_from_db(fields=["status", "error"])  # lost the race: look again
 

@@ -1,8 +1,9 @@
 """What happens to a signature request, independent of the provider behind it.
 
-The pipeline (bizproc_ext) creates and sends requests through here; webhooks, the poller and the
-KEDO events move them on through :func:`apply_snapshot`; :func:`finalize` brings the outcome back into
-the CRM (signed PDF on the timeline) and answers every workflow that waits for it.
+Callers (the automation pipeline, the pages, ``manage.py providers``) create and send requests through
+here; webhooks, the poller and the KEDO events move them on through :func:`apply_snapshot`;
+:func:`finalize` brings the outcome back into the CRM (signed PDF on the timeline) and announces
+``request_finished``, on which the automation layer answers every workflow that waits for it.
 """
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from django.db import transaction
 from django.utils import timezone
 
 from b24app import coordination
+from b24app.crm import timeline_entity_type
 from b24app.rest import B24Client, B24Error
 
-from . import states
-from .base import DocumentFile, ProviderError, SendSpec, Signer, SignedFiles, StatusSnapshot
+from . import signals, states
+from .base import DocumentFile, ProviderError, SendSpec, SignedFiles, Signer, StatusSnapshot
 from .models import PortalSettings, ProviderAccount, SignatureRequest, SignerRow
 from .registry import all_providers
 
@@ -185,9 +187,8 @@ def cancel_request(req: SignatureRequest, reason: str, source: str) -> bool:
 
 
 def finalize_soon(req: SignatureRequest) -> None:
-    from .tasks import finalize_request
-
-    transaction.on_commit(lambda: finalize_request.delay(req.pk), robust=True)
+    """Ask for :func:`finalize` after commit (``signing.receivers`` queues the task)."""
+    signals.request_ended.send(sender=SignatureRequest, request=req)
 
 
 def _small(raw) -> dict:
@@ -221,7 +222,7 @@ def finalize(req: SignatureRequest) -> None:
             _attach_signed_copy(req)
         if not req.finalized_at:
             SignatureRequest.objects.filter(pk=req.pk).update(finalized_at=timezone.now())
-    answer_waiting_calls(req)
+    announce_finished(req)
 
 
 def _attach_signed_copy(req: SignatureRequest) -> None:
@@ -236,12 +237,10 @@ def _attach_signed_copy(req: SignatureRequest) -> None:
     if req.audit_file:
         files.append([_display_name(req, "audit trail" + _ext(req.audit_file.name)), _b64(req.audit_file)])
     if req.entity_type_id and req.entity_id:
-        from bizproc_ext.documents import timeline_entity_type
-
         signers = ", ".join(f"{s.name} <{s.email}>" if s.name else s.email
                             for s in req.signers.filter(role__in=["signer", "assignee"]))
-        comment = f"Signed via {all_providers()[req.provider].label if req.provider in all_providers() else req.provider}" \
-                  f" by {signers}." if signers else "Signed document."
+        provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
+        comment = f"Signed via {provider} by {signers}." if signers else "Signed document."
         comment_id = B24Client(req.portal).call("crm.timeline.comment.add", {"fields": {
             "ENTITY_ID": req.entity_id, "ENTITY_TYPE": timeline_entity_type(req.entity_type_id),
             "COMMENT": f"{req.title}: {comment}", "FILES": files}})
@@ -263,12 +262,15 @@ def _b64(field) -> str:
         field.close()
 
 
-def answer_waiting_calls(req: SignatureRequest) -> None:
-    from bizproc_ext.answers import answer
-    from bizproc_ext.models import RobotCall
+def give_up_finalizing(req: SignatureRequest, reason: str) -> None:
+    """The signed copy cannot be fetched or attached: say so, stop trying, and still answer whoever waits."""
+    req.log("error", f"could not attach the signed copy: {reason}", source="worker")
+    SignatureRequest.objects.filter(pk=req.pk, finalized_at__isnull=True).update(finalized_at=timezone.now())
+    announce_finished(req)
 
-    for call in RobotCall.objects.filter(signature_request=req, state=RobotCall.WAITING, answer_state="pending"):
-        answer(call, result_values(req), f"Signature request {req.status}: {signer_summary(req)}")
+
+def announce_finished(req: SignatureRequest) -> None:
+    signals.request_finished.send(sender=SignatureRequest, request=req)
 
 
 def result_values(req: SignatureRequest) -> dict:

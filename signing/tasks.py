@@ -50,9 +50,7 @@ def finalize_request(self, request_pk: int) -> None:
         services.finalize(req)
     except TRANSIENT as exc:
         if getattr(exc, "permanent", False):
-            # The signed copy cannot be fetched or attached: say so, and still answer the workflow.
-            req.log("error", f"could not attach the signed copy: {exc}", source="worker")
-            services.answer_waiting_calls(req)
+            services.give_up_finalizing(req, str(exc))
             return
         _retry(self, exc, base=15.0)
 
@@ -70,12 +68,10 @@ def poll_open_requests(limit: int = 200) -> int:
 
 @shared_task
 def finalize_stragglers(limit: int = 200) -> int:
-    """Terminal requests whose finalization task was lost (worker killed, broker restarted)."""
-    from bizproc_ext.models import RobotCall
-
-    stuck = SignatureRequest.objects.filter(status__in=list(states.TERMINAL)).filter(
-        robot_calls__state=RobotCall.WAITING, robot_calls__answer_state="pending",
-        status_changed_at__lte=timezone.now() - timedelta(minutes=2)).distinct()[:limit]
+    """Terminal requests whose finalization task was lost (worker killed, broker restarted).  Answers
+    lost after finalization are the automation layer's sweep (``bizproc_ext.tasks``)."""
+    stuck = SignatureRequest.objects.filter(status__in=list(states.TERMINAL), finalized_at__isnull=True,
+                                            status_changed_at__lte=timezone.now() - timedelta(minutes=2))[:limit]
     n = 0
     for req in stuck:
         finalize_request.delay(req.pk)

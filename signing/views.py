@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET, require_POST
 from . import services
 from .base import SignerState, StatusSnapshot, WebhookRejected
 from .models import ProviderAccount, SignatureRequest
+from .tasks import refresh_request_status
 
 log = logging.getLogger("b24sign.webhooks")
 MAX_WEBHOOK_BODY = 60 * 1024 * 1024  # Evia may attach the signed PDF (base64) to its callback
@@ -37,8 +38,6 @@ def webhook(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
     except WebhookRejected as exc:
         log.warning("webhook for account %s rejected: %s", account.pk, exc)
         return JsonResponse({"error": str(exc)}, status=403)
-    from .tasks import refresh_request_status
-
     handled = 0
     for event in events:
         req = SignatureRequest.objects.filter(account=account, external_id=event.external_id).first()

@@ -129,7 +129,7 @@ def deal(portal_a, pdf_bytes):
 @pytest.fixture
 def eager_tasks():
     """Run Celery tasks in-process for tests of the logic; tests of the wiring use a real worker."""
-    from b24app.celery import app
+    from config.celery import app
 
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True

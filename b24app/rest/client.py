@@ -11,7 +11,8 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from typing import Any, Iterable
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from .. import coordination, http
+from ..models import Portal
 from .encoding import php_query
 from .errors import B24Error
 from .oauth import refresh_portal_tokens
@@ -185,8 +187,6 @@ class B24Client:
 
     def _follow_rename(self, location: str, method: str) -> None:
         """Bitrix24 answers a renamed portal's old host with a 302: move the portal there for good."""
-        from ..models import Portal
-
         parts = urlsplit(location)
         if not parts.netloc or (parts.scheme != "https" and not settings.ALLOW_HTTP_PORTALS):
             raise B24Error("BAD_REDIRECT", "portal redirected to an unusable location", method=method)

@@ -12,6 +12,7 @@ import requests
 from django.conf import settings
 
 from .. import coordination, http
+from ..models import Portal
 from .errors import B24Error, NeedsReinstall
 
 log = logging.getLogger("b24sign.oauth")
@@ -85,8 +86,6 @@ def request_refresh(refresh_token: str, server_endpoint: str | None) -> dict:
 
 def refresh_portal_tokens(portal, seen_version: int) -> None:
     """Rotate the portal's token pair once, however many workers ask at the same moment."""
-    from ..models import Portal
-
     with coordination.lock(f"refresh:{portal.pk}", ttl=60, wait=45):
         portal.refresh_from_db()
         if portal.token_version != seen_version:

@@ -5,7 +5,7 @@ import pytest
 
 from signing import states
 from signing.models import SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, connect, history, timeline_files)
+from tests.providers.flows import ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, connect, history, timeline_files
 from tests.robots.helpers import deal_doc, run_worker
 
 

@@ -9,8 +9,17 @@ from bizproc_ext import pipeline
 from bizproc_ext.models import RobotCall
 from signing import services, states
 from signing.models import SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, SEND_TO_BOTH, SIGNNOW_LOGIN, account_of, connect, poll_now,
-                                   settle, timeline_files)
+from tests.providers.flows import (
+    ANNA,
+    BORIS,
+    SEND_TO_BOTH,
+    SIGNNOW_LOGIN,
+    account_of,
+    connect,
+    poll_now,
+    settle,
+    timeline_files,
+)
 from tests.robots.helpers import deal_doc, run_worker
 
 DAVE = "dave@customer.test"

@@ -9,8 +9,19 @@ import pytest
 
 from signing import states
 from signing.models import RequestEvent, SignatureRequest
-from tests.providers.flows import (ANNA, BORIS, EVIA_ID, EVIA_KEY, SEND_TO_BOTH, SIGNNOW_LOGIN, account_of,
-                                   connect, history, poll_now, timeline_files)
+from tests.providers.flows import (
+    ANNA,
+    BORIS,
+    EVIA_ID,
+    EVIA_KEY,
+    SEND_TO_BOTH,
+    SIGNNOW_LOGIN,
+    account_of,
+    connect,
+    history,
+    poll_now,
+    timeline_files,
+)
 from tests.robots.helpers import deal_doc, run_worker
 
 

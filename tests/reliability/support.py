@@ -45,7 +45,7 @@ def database_url() -> str:
 
 
 class CeleryWorker:
-    """``celery -A b24app worker --pool=prefork --concurrency=N`` in its own process group.
+    """``celery -A config worker --pool=prefork --concurrency=N`` in its own process group.
 
     ``kill()`` SIGKILLs the whole group (main process and pool children), the way an OOM kill or a lost
     container does; ``stop()`` is the same and is always called by the fixture's teardown.
@@ -61,7 +61,7 @@ class CeleryWorker:
     def start(self, timeout: float = 60.0) -> "CeleryWorker":
         self._log = open(self.log_path, "ab")
         self._offset = self.log_path.stat().st_size
-        cmd = [CELERY, "-A", "b24app", "worker", "--pool=prefork", f"--concurrency={self.concurrency}",
+        cmd = [CELERY, "-A", "config", "worker", "--pool=prefork", f"--concurrency={self.concurrency}",
                "--loglevel=INFO", "-n", self.name, "--without-gossip", "--without-mingle", "--without-heartbeat"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
@@ -171,7 +171,7 @@ class RedisServer:
 @contextmanager
 def celery_broker(url: str):
     """Point this process's Celery app (used by the live server's publishes) at another broker."""
-    from b24app.celery import app
+    from config.celery import app
 
     old, old_env = app.conf.get("broker_url"), os.environ.get("CELERY_BROKER_URL")
     app.conf.broker_url = url

@@ -10,7 +10,9 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from b24app.rest.encoding import parse_php_pairs
 from bizproc_ext.models import RobotCall

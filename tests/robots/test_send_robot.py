@@ -29,7 +29,7 @@ def test_robot_call_leads_to_one_send_and_one_answer(portal_a, memory_account, m
 
 
 @pytest.mark.django_db
-def test_waiting_robot_is_answered_when_signed_with_the_pdf_on_the_timeline(eager_tasks, 
+def test_waiting_robot_is_answered_when_signed_with_the_pdf_on_the_timeline(eager_tasks,
         portal_a, memory_account, memory_provider, deal, django_capture_on_commit_callbacks):
     props = {**SEND_PROPS, "signer_contacts": "all", "wait": "Y", "signer_users": ["user_2"]}
     wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=props)

@@ -10,8 +10,7 @@ import itertools
 import threading
 
 from signing import states
-from signing.base import (Provider, ProviderError, SendResult, SendSpec, SignedFiles, SignerState,
-                          StatusSnapshot)
+from signing.base import Provider, ProviderError, SendResult, SendSpec, SignedFiles, SignerState, StatusSnapshot
 from tests.emulators.pdf import make_pdf
 
 PATH = "tests.support.memory_provider.MemoryProvider"

@@ -5,7 +5,7 @@ from urllib.parse import urlencode
 
 from django.core import signing
 
-from b24app.ui.auth import SALT
+from b24app.frames import SALT
 from tests.conftest import ADMIN_ID, MANAGER_ID
 
 from .conftest import make_request, open_app, token_of

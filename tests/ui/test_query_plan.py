@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from django.db import connection
 
-from b24app.ui import queries
+from pages import queries
 from signing.models import SignatureRequest, SignerRow
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]

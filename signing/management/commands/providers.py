@@ -60,7 +60,8 @@ class Command(BaseCommand):
             raise CommandError(f"could not connect {info.label}: {_text(exc)}") from None
         if warning:
             raise CommandError(f"{info.label} is connected, but {warning}. Run the same command again to retry.")
-        self.stdout.write(f"Connected {info.label} for {portal.domain}{' as the default provider' if account.is_default else ''}; "
+        default = " as the default provider" if account.is_default else ""
+        self.stdout.write(f"Connected {info.label} for {portal.domain}{default}; "
                           f"callbacks go to {_masked_url(account)}")
 
     def do_list(self, member_id=None, **_):

@@ -25,8 +25,16 @@ from django.conf import settings
 
 from b24app.rest.errors import B24Error
 from signing import states
-from signing.base import (CredentialField, Provider, ProviderError, SendResult, SendSpec, SignedFiles, SignerState,
-                          StatusSnapshot)
+from signing.base import (
+    CredentialField,
+    Provider,
+    ProviderError,
+    SendResult,
+    SendSpec,
+    SignedFiles,
+    SignerState,
+    StatusSnapshot,
+)
 
 from .client import KedoClient, encode_file_b64, provider_error
 

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from b24app.http import check_public_url
 from signing.base import ProviderError
 from signing.providers.http import ProviderHTTP
 
@@ -256,7 +257,6 @@ class EviaClient(ProviderHTTP):
         """A document link from :meth:`list_documents`; our token goes only to Evia's own host."""
         same_host = urlsplit(url).netloc in ("", urlsplit(self.base_url).netloc)
         if not same_host:
-            from b24app.http import check_public_url
             check_public_url(url)
         resp = self.request("GET", url if urlsplit(url).netloc else f"{self.base_url}{url}", auth=same_host,
                             timeout=(5, max(settings.PROVIDER_HTTP_TIMEOUT, 120.0)))

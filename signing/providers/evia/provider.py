@@ -13,8 +13,17 @@ from pathlib import Path
 from django.conf import settings
 
 from signing import states
-from signing.base import (CredentialField, Provider, ProviderError, SendResult, SendSpec, SignedFiles, SignerState,
-                          StatusSnapshot, WebhookEvent)
+from signing.base import (
+    CredentialField,
+    Provider,
+    ProviderError,
+    SendResult,
+    SendSpec,
+    SignedFiles,
+    SignerState,
+    StatusSnapshot,
+    WebhookEvent,
+)
 
 from .client import EviaClient, ci_get
 from .webhooks import parse_callback

@@ -1,20 +1,15 @@
-"""The app pages a portal opens in its slider, plus a health check for the load balancer.
+"""The pages a portal opens in its frames: the app slider and the placements.
 
 ``/app/`` is the application's main URL (Bitrix24 POSTs to it); every other page carries the signed
-token it issues (b24app/ui/auth.py).
+token it issues (b24app/frames.py).  The robot settings placement keeps the URL that registered robots
+point at (``bizproc/settings/<code>/``).
 """
-from django.http import JsonResponse
 from django.urls import path
 
-from .ui import settings_views, views
-
-
-def healthz(request):
-    return JsonResponse({"status": "ok"})
-
+from . import robot_settings, settings_views, views
 
 urlpatterns = [
-    path("healthz/", healthz, name="healthz"),
+    path("bizproc/settings/<str:code>/", robot_settings.robot_settings, name="robot-settings"),
     path("app/", views.app_page, name="app"),
     path("app/requests/", views.dashboard, name="app-dashboard"),
     path("app/requests/<uuid:public_id>/", views.request_detail, name="app-request"),

@@ -88,12 +88,14 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=300)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
-CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME", default=str(BASE_DIR / "var" / "celerybeat-schedule"))
+CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
+                                        default=str(BASE_DIR / "var" / "celerybeat-schedule"))
 ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CELERY_TASK_TIME_LIMIT
 CELERY_BEAT_SCHEDULE = {
     "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
+    "answer-finished-requests": {"task": "bizproc_ext.tasks.answer_finished_requests", "schedule": 120.0},
     "refresh-idle-portals": {"task": "b24app.tasks.refresh_idle_portals", "schedule": 6 * 3600.0},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
@@ -102,9 +104,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.staticfiles",
-    "b24app",
-    "bizproc_ext",
-    "signing",
+    "b24app",       # platform: portals, OAuth, REST client, app events, frames
+    "signing",      # providers, signature requests, webhooks, finalization
+    "bizproc_ext",  # automation: robots, their handler and pipeline, answers to workflows
+    "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -113,8 +116,8 @@ MIDDLEWARE = [
     "django.middleware.locale.LocaleMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
-ROOT_URLCONF = "b24app.urls"
-WSGI_APPLICATION = "b24app.wsgi.application"
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
 TEMPLATES = [{
     "BACKEND": "django.template.backends.django.DjangoTemplates",
     "DIRS": [BASE_DIR / "templates"],

@@ -11,18 +11,19 @@ from urllib.parse import urlencode
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
-from django.utils.translation import gettext as _, gettext_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
 
-from bizproc_ext.models import RobotCall
+from b24app.frames import admin_view, frame_entry, ui_view
 from b24app.rest import B24Error
+from bizproc_ext.models import RobotCall
 from signing import services
 from signing.base import ProviderError
 from signing.models import ProviderAccount, SignatureRequest
 from signing.registry import all_providers, provider_class
 
 from . import queries
-from .auth import admin_view, frame_entry, ui_view
 from .forms import FilterForm, status_choices
 
 log = logging.getLogger("b24sign.ui")

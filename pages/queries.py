@@ -7,7 +7,9 @@ Keyset pagination on (created_at, id) keeps every page an index range scan of ``
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, time as dt_time, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import time as dt_time
+from datetime import timezone as dt_timezone
 
 from django.db.models import Exists, OuterRef, Q
 

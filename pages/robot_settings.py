@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import json
 
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from b24app.framing import allow_portal_frame
 from b24app.lifecycle import Rejected, verified_portal
 from b24app.models import Portal
+from bizproc_ext.robots import catalogue
 from signing.models import ProviderAccount
 from signing.registry import all_providers
-
-from .robots import catalogue
 
 
 def frame_portal(post) -> Portal:
@@ -67,3 +72,15 @@ def settings_context(request, code: str) -> dict:
             "robot_name": robot.name.get(lang) or robot.name["en"], "providers": providers,
             "file_fields": file_fields(options.get("document_fields")),
             "current_json": json.dumps(current)}
+
+
+@csrf_exempt
+@require_POST
+def robot_settings(request: HttpRequest, code: str) -> HttpResponse:
+    """BIZPROC_ACTIVITY_PROPERTIES_DIALOG: friendly controls that write values with setPropertyValue."""
+    try:
+        context = settings_context(request, code)
+    except Rejected as exc:
+        return render(request, "b24app/install_failed.html", {"message": exc.message}, status=exc.status)
+    response = render(request, "bizproc_ext/robot_settings.html", context)
+    return allow_portal_frame(response, context["portal"].domain)

@@ -3,7 +3,8 @@ the portal's defaults, Bitrix24 Sign (KEDO) and the dashboard filters."""
 from __future__ import annotations
 
 from django import forms
-from django.utils.translation import gettext, gettext_lazy as _, gettext_noop
+from django.utils.translation import gettext, gettext_noop
+from django.utils.translation import gettext_lazy as _
 
 from signing import states
 from signing.base import mask_secret

@@ -12,16 +12,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
+from b24app.frames import admin_view, ui_view
+from b24app.rest import B24Error
 from bizproc_ext.models import RobotRegistration
 from bizproc_ext.registration import sync_robots
 from bizproc_ext.robots import CATALOGUE_VERSION, catalogue
-from b24app.rest import B24Error
 from signing import services
 from signing.base import ProviderError
 from signing.models import PortalSettings, ProviderAccount
 from signing.registry import all_providers, provider_class
 
-from .auth import admin_view, ui_view
 from .forms import CredentialsForm, DefaultsForm, KedoForm, mask
 from .views import base_context
 

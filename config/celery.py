@@ -1,9 +1,9 @@
-"""The Celery app: ``celery -A b24app worker`` / ``celery -A b24app beat``."""
+"""The Celery app: ``celery -A config worker`` / ``celery -A config beat``."""
 import os
 
 from celery import Celery
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "b24app.settings")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("b24sign")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import wraps
 
 from django.core import signing
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
@@ -123,8 +124,6 @@ def _wrap(view, source, admin: bool):
                 raise Rejected(403, "only a Bitrix24 administrator can change b24sign's settings")
         except Rejected as exc:
             if request.headers.get("Accept", "").startswith("application/json"):
-                from django.http import JsonResponse
-
                 return JsonResponse({"ok": False, "message": exc.message}, status=exc.status)
             return refused(request, exc, lang)
         request.ui = ui

@@ -1,0 +1,16 @@
+"""What the signing layer announces, for the layers above (automation, pages) to act on.
+
+Receivers get ``request`` (a :class:`signing.models.SignatureRequest`).
+
+- ``request_changed``: one state-machine step was taken (``old_status`` -> ``new_status``), inside the
+  transaction that wrote it; receivers with outside effects defer them with ``transaction.on_commit``.
+- ``request_ended``: the request is terminal and its outcome should be brought back into the CRM.  Sent
+  again whenever a late webhook or poll sees it terminal; finalization is idempotent.
+- ``request_finished``: the outcome is in the CRM (signed copy attached, or it could not be); whoever
+  waits for this request (a workflow) can be answered now.  May be sent more than once.
+"""
+from django.dispatch import Signal
+
+request_changed = Signal()   # request, old_status, new_status
+request_ended = Signal()     # request
+request_finished = Signal()  # request
