@@ -1,28 +1,25 @@
-"""One emulated Bitrix24 portal: its REST endpoint, the queue server that calls our app, events, faults, rename."""
+"""One emulated Bitrix24 portal: its REST endpoint, the queue server that calls our app, events, faults, rename.
+
+Files and download links (``files``), event delivery (``events``) and the queue server's robot runs (``robots``) are
+mixins composed into ``Portal``."""
 from __future__ import annotations
 
-import copy
-import hashlib
-import hmac
 import json
-import re
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlencode
 
-import requests
-
-from ..base import EmulatorServer, Request, Response, json_response, php_build_query
-from .core import (TOKEN_TTL, AccessToken, B24Error, LeakyBucket, OperatingBudget, Stats, expired, no_auth, rand_alnum,
-                   rand_hex, start_server, time_block)
+from ..base import EmulatorServer, Request, Response, json_response
+from .core import (TOKEN_TTL, AccessToken, B24Error, LeakyBucket, OperatingBudget, Stats, expired, no_auth, rand_hex,
+                   start_server, time_block)
 from .crm import Crm
+from .events import QUEUE_USER_AGENT, EventsMixin  # noqa: F401  (re-exported)
+from .files import NGINX_404, FilesMixin  # noqa: F401  (re-exported)
+from .robots import RobotsMixin, Workflow
 from .sign import SignB2e
 
 PLAN_RATES = {"basic": (50, 2), "enterprise": (250, 5)}
-QUEUE_USER_AGENT = "Bitrix24 Webhook Engine"
-NGINX_404 = ("<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>"
-             "\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n")
 
 
 @dataclass
@@ -45,46 +42,7 @@ class MethodResult:
     next: int | None = None
 
 
-@dataclass
-class Workflow:
-    """One robot run: what the queue server sent, what our handler answered, what came back."""
-    workflow_id: str
-    activity_name: str
-    event_id: str | None
-    event_token: str
-    code: str
-    document_id: list
-    document_type: list | None
-    properties: dict
-    user_id: int
-    use_subscription: str
-    timeout_duration: int
-    robot: dict  # snapshot of the registration at start
-    pairs: list = field(default_factory=list)  # the exact form pairs POSTed
-    deliveries: list = field(default_factory=list)  # [(status or None, body or exception text)]
-    answers: list = field(default_factory=list)  # accepted bizproc.event.send params
-    log: list = field(default_factory=list)  # activity.log messages (and the event.send LOG_MESSAGE)
-    ignored_sends: list = field(default_factory=list)  # sends that reached a closed activity
-    closed: bool = False
-    terminated: bool = False
-    is_timeout: bool = False
-    return_values: dict = field(default_factory=dict)
-
-    @property
-    def response_status(self):
-        return self.deliveries[0][0] if self.deliveries else None
-
-    @property
-    def response_body(self):
-        return self.deliveries[0][1] if self.deliveries else None
-
-    @property
-    def delivered_form(self) -> dict:
-        from ..base import parse_php_form
-        return parse_php_form(self.pairs)
-
-
-class Portal:
+class Portal(FilesMixin, EventsMixin, RobotsMixin):
     def __init__(self, cloud, name: str, plan: str = "basic", rate: tuple | None = None, access_ttl: int = TOKEN_TTL,
                  lang: str = "en", region_document_types: list | None = None):
         self.cloud = cloud
@@ -315,240 +273,6 @@ class Portal:
         if user is None or not user.get("ACTIVE"):
             raise B24Error("UNABLE_TO_AUTHORIZE_USER", "Unable to authorize user", 401)
         return Ctx(self, tok, user)
-
-    # ------------------------------------------------------------------ files and download links
-    def store_file(self, name: str, data: bytes, mime: str | None = None) -> int:
-        with self.lock:
-            self._file_seq += 1
-            fid = self._file_seq
-            self.files[fid] = {"id": fid, "name": name, "data": bytes(data),
-                               "mime": mime or ("application/pdf" if name.lower().endswith(".pdf")
-                                                else "application/octet-stream")}
-            return fid
-
-    def _file_sig(self, kind: str, fid: int) -> str:
-        return hmac.new(self.secret, f"{kind}|{fid}".encode(), hashlib.sha256).hexdigest()[:24]
-
-    def download_url(self, kind: str, fid: int, auth: str) -> str:
-        """``{client_endpoint}download.json?auth=…&token=<kind>|<fid>|<sig>`` (Drive, sign.b2e, docgen)."""
-        token = f"{kind}|{fid}|{self._file_sig(kind, fid)}"
-        return f"{self.client_endpoint}download.json?" + urlencode({"auth": auth, "token": token})
-
-    def item_file_url(self, entity_type_id: int, item_id: int, field_name: str, fid: int, auth: str) -> str:
-        q = {"auth": auth, "entityTypeId": entity_type_id, "id": item_id, "fieldName": field_name, "fileId": fid,
-             "sig": self._file_sig("crm", fid)}
-        return f"{self.client_endpoint}crm.controller.item.getFile.json?" + urlencode(q)
-
-    def _download(self, req: Request):
-        q = req.query
-        fid, ok = None, False
-        if "token" in q:
-            parts = q["token"].split("|")
-            if len(parts) == 3 and parts[1].isdigit():
-                fid = int(parts[1])
-                ok = hmac.compare_digest(parts[2], self._file_sig(parts[0], fid))
-        elif "fileId" in q and str(q["fileId"]).isdigit():
-            fid = int(q["fileId"])
-            ok = hmac.compare_digest(q.get("sig", ""), self._file_sig("crm", fid))
-        f = self.files.get(fid) if ok else None
-        headers = {"Content-Disposition": f'attachment; filename="{f["name"] if f else "file"}"'}
-        ua = req.headers.get("user-agent", "")
-        if self.cloud.file_header_check and (not ua or ua.lower().startswith(("python-requests", "python-urllib"))
-                                             or not req.headers.get("accept")):
-            with self.lock:
-                self.stats.downloads_refused += 1
-            return Response(404, NGINX_404, {"Content-Type": "text/html", **headers})
-        try:
-            self.authenticate(q.get("auth"))
-        except B24Error as e:
-            return e.response()
-        if f is None:
-            return Response(404, NGINX_404, {"Content-Type": "text/html"})
-        with self.lock:
-            self.stats.downloads += 1
-        return Response(200, f["data"], {"Content-Type": f["mime"], **headers})
-
-    # ------------------------------------------------------------------ events (§1.3–1.6, sign events)
-    def _auth_block(self, user_id: int | None, refresh: bool = True, access: bool = True) -> dict:
-        auth = {}
-        if user_id is not None:
-            tok = self.issue_tokens(user_id)
-            auth = {"access_token": tok["access_token"] if access else "", "expires": str(tok["expires"]),
-                    "expires_in": str(self.access_ttl), "scope": self.cloud.scope, "domain": self.domain,
-                    "server_endpoint": self.cloud.server_endpoint, "status": self.cloud.status,
-                    "client_endpoint": self.client_endpoint, "member_id": self.member_id,
-                    "user_id": str(user_id)}
-            if refresh:
-                auth["refresh_token"] = tok["refresh_token"]
-        auth["application_token"] = self.application_token
-        return auth
-
-    def _post(self, url: str, pairs: list, kind: str) -> requests.Response | None:
-        headers = {"User-Agent": QUEUE_USER_AGENT, "Content-Type": "application/x-www-form-urlencoded"}
-        try:
-            if self.cloud.transport is not None:  # e.g. Django's test client, for in-process tests
-                resp = self.cloud.transport(url, pairs, headers)
-            else:
-                resp = requests.post(url, data=pairs, timeout=self.cloud.queue_timeout, allow_redirects=False,
-                                     headers=headers)
-            status, body = resp.status_code, resp.text
-        except requests.RequestException as exc:
-            resp, status, body = None, None, repr(exc)
-        with self.lock:
-            self.deliveries.append({"kind": kind, "url": url, "status": status, "body": body[:2000]})
-        return resp
-
-    def fire_event(self, event: str, clean: bool = False, data: dict | None = None,
-                   user_id: int | None = None) -> list:
-        """POST ``event`` to every handler bound for it (only after finish_install). Returns the responses
-        (``None`` for a handler that could not be reached)."""
-        event = event.upper()
-        uid = user_id if user_id is not None else self.installer_user_id
-        with self.lock:
-            deliver = self.install_finished
-            if event == "ONAPPINSTALL":
-                payload_data = {"VERSION": str(self.cloud.version), "ACTIVE": "Y", "INSTALLED": "Y",
-                                "LANGUAGE_ID": self.lang}
-            elif event == "ONAPPUPDATE":
-                prev = self.cloud.version
-                self.cloud.version += 1
-                self.application_token = rand_hex(32)
-                self.robots.clear()  # core RestService::onRestAppUpdate -> onRestAppDelete
-                payload_data = {"VERSION": str(self.cloud.version), "PREVIOUS_VERSION": str(prev),
-                                "LANGUAGE_ID": self.lang}
-            elif event == "ONAPPUNINSTALL":
-                payload_data = {"LANGUAGE_ID": self.lang, "CLEAN": "1" if clean else "0"}
-            else:
-                payload_data = dict(data or {})
-            handlers = [h for h in self.event_handlers if h["event"] == event]
-        if event == "ONAPPUNINSTALL":
-            auth = {"domain": self.domain, "server_endpoint": self.cloud.server_endpoint,
-                    "client_endpoint": self.client_endpoint, "member_id": self.member_id,
-                    "application_token": self.application_token}
-            self.cloud.revoke_portal_tokens(self.member_id)
-            with self.lock:
-                self.installed = False
-                self.robots.clear()
-                self.event_handlers = []
-        elif event in ("ONAPPINSTALL", "ONAPPUPDATE"):
-            auth = self._auth_block(uid, refresh=True) if deliver else {}
-        else:
-            auth = self._auth_block(uid, refresh=False) if deliver else {}
-        if not deliver:
-            return []
-        out = []
-        for h in handlers:
-            body = {"event": event, "event_handler_id": str(h["id"]), "data": payload_data, "ts": str(int(time.time())),
-                    "auth": auth}
-            with self.lock:
-                self.stats.event_deliveries += 1
-            out.append(self._post(h["handler"], php_build_query(body), f"event:{event}"))
-        return out
-
-    # ------------------------------------------------------------------ queue server: robot calls (§3)
-    def _event_token(self, wf_id: str, act: str, event_id: str) -> str:
-        raw = f"{wf_id}|{act}|{event_id}"
-        return raw + "." + hmac.new(self.secret, raw.encode(), hashlib.sha256).hexdigest()
-
-    def parse_event_token(self, token) -> tuple[str, str, str] | None:
-        """(workflow_id, activity_name, event_id) if the signature is ours, else None."""
-        if not isinstance(token, str) or "." not in token:
-            return None
-        raw, sig = token.rsplit(".", 1)
-        good = hmac.new(self.secret, raw.encode(), hashlib.sha256).hexdigest()
-        parts = raw.split("|")
-        if len(parts) != 3 or not hmac.compare_digest(sig, good):
-            return None
-        return parts[0], parts[1], parts[2]
-
-    @staticmethod
-    def document_type_for(document_id) -> list:
-        module, entity, doc = document_id
-        m = re.match(r"^(.*)_\d+$", doc)
-        return [module, entity, m.group(1) if m else doc]
-
-    def start_robot(self, code: str, document_id=("crm", "CCrmDocumentDeal", "DEAL_1"), document_type=None,
-                    properties: dict | None = None, user_id: int = 1, use_subscription=None,
-                    timeout_duration: int = 0, send_refresh_token: bool = True,
-                    send_access_token: bool = True, deliver: bool = True) -> Workflow:
-        """The queue server runs robot ``code``: POSTs the call to its HANDLER once (no retry).
-
-        ``document_type=None`` derives it from ``document_id``; ``False`` omits it (older core).
-        """
-        with self.lock:
-            if code not in self.robots:
-                raise KeyError(f"robot {code!r} is not registered on portal {self.name}")
-            robot = copy.deepcopy(self.robots[code])
-        if use_subscription is None:
-            use_subscription = robot.get("USE_SUBSCRIPTION") == "Y"
-        sub = "Y" if use_subscription in (True, "Y") else "N"
-        wf_id = f"{rand_hex(14)}.{secrets.randbelow(10**8):08d}"
-        act = "A{}_{}_{}_{}".format(*(secrets.randbelow(10**n) for n in (5, 4, 5, 4)))
-        event_id = rand_alnum(32)
-        token = self._event_token(wf_id, act, event_id)
-        doc_id = list(document_id)
-        doc_type = None if document_type is False else list(document_type or self.document_type_for(doc_id))
-        props = {}
-        for k, v in (properties or {}).items():
-            if isinstance(v, bool):
-                v = "Y" if v else "N"
-            elif v is None:
-                v = ""
-            elif isinstance(v, (list, tuple)):
-                v = ["Y" if x is True else "N" if x is False else x for x in v]
-            props[k] = v
-        payload = {"workflow_id": wf_id, "code": code, "document_id": doc_id}
-        if doc_type is not None:
-            payload["document_type"] = doc_type
-        payload["event_token"] = token
-        if props:
-            payload["properties"] = props
-        payload.update({"use_subscription": sub, "timeout_duration": str(int(timeout_duration)),
-                        "ts": str(int(time.time())),
-                        "auth": self._auth_block(user_id, refresh=send_refresh_token, access=send_access_token)})
-        pairs = php_build_query(payload)
-        wf = Workflow(wf_id, act, event_id, token, code, doc_id, doc_type, props, int(user_id), sub,
-                      int(timeout_duration), robot, pairs=pairs)
-        if sub == "N":  # the activity closes at once; the token is useless
-            wf.closed = True
-            wf.event_id = None
-        with self.lock:
-            self.workflows[wf_id] = wf
-        if deliver:
-            self._deliver_robot(wf, pairs)
-        return wf
-
-    def _deliver_robot(self, wf: Workflow, pairs: list) -> requests.Response | None:
-        with self.lock:
-            self.stats.robot_deliveries += 1
-        resp = self._post(wf.robot["HANDLER"], pairs, f"robot:{wf.code}")
-        wf.deliveries.append((resp.status_code, resp.text) if resp is not None
-                             else (None, self.deliveries[-1]["body"]))
-        return resp
-
-    def post_robot_call(self, workflow: Workflow, raw_pairs=None) -> requests.Response | None:
-        """Re-POST the same delivery (a duplicate) or arbitrary pairs/dict to the robot's handler."""
-        if raw_pairs is None:
-            pairs = workflow.pairs
-        elif isinstance(raw_pairs, dict):
-            pairs = php_build_query(raw_pairs)
-        else:
-            pairs = list(raw_pairs)
-        return self._deliver_robot(workflow, pairs)
-
-    def workflow(self, event_token_or_id: str) -> Workflow | None:
-        parsed = self.parse_event_token(event_token_or_id)
-        return self.workflows.get(parsed[0] if parsed else event_token_or_id)
-
-    def timeout_workflow(self, wf: Workflow) -> None:
-        """The robot's timeout fired: IsTimeout=1, the activity closes, the token is dead."""
-        with self.lock:
-            wf.closed, wf.is_timeout, wf.event_id = True, True, None
-            wf.return_values["IsTimeout"] = 1
-
-    def terminate_workflow(self, wf: Workflow) -> None:
-        with self.lock:
-            wf.closed, wf.terminated, wf.event_id = True, True, None
 
     # ------------------------------------------------------------------ sign.b2e hooks
     def sign_b2e_member_signs(self, document_uid: str, user_id: int) -> list:
