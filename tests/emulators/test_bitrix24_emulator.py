@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.emulators.base import EmulatorServer, Response, parse_php_form
+from tests.emulators.base import EmulatorServer, Response
 from tests.emulators.bitrix24 import Bitrix24Cloud
 from tests.emulators.bitrix24.core import start_server
 from tests.emulators.pdf import is_pdf, make_pdf

@@ -11,10 +11,11 @@ Usage::
 
 Follows the platform notes (shared/specs/bitrix24-platform.md) and the seeded docs, not product code.
 """
+from . import methods as _methods  # noqa: F401  (register the REST methods)
+from . import methods_crm as _methods_crm  # noqa: F401  (register the CRM REST methods)
 from .cloud import Bitrix24Cloud
 from .core import B24Error, LeakyBucket, OperatingBudget, Stats
 from .portal import NGINX_404, QUEUE_USER_AGENT, Portal, Workflow
-from . import methods as _methods, methods_crm as _methods_crm  # noqa: F401  (register the REST methods)
 
 __all__ = ["Bitrix24Cloud", "Portal", "Workflow", "B24Error", "LeakyBucket", "OperatingBudget", "Stats",
            "QUEUE_USER_AGENT", "NGINX_404"]

@@ -3,12 +3,16 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..base import EmulatorServer, Request, json_response
-from .core import TOKEN_TTL, start_server, AccessToken, AuthCode, B24Error, RefreshToken, rand_hex
+from .core import TOKEN_TTL, AccessToken, AuthCode, B24Error, RefreshToken, rand_hex, start_server
 
 DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e"
+
+if TYPE_CHECKING:  # portal.py imports this module; the annotation alone needs the name
+    from .portal import Portal
 
 
 class Bitrix24Cloud:

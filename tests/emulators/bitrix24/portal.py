@@ -11,8 +11,19 @@ from dataclasses import dataclass
 from urllib.parse import urlencode
 
 from ..base import EmulatorServer, Request, Response, json_response
-from .core import (TOKEN_TTL, AccessToken, B24Error, LeakyBucket, OperatingBudget, Stats, expired, no_auth, rand_hex,
-                   start_server, time_block)
+from .core import (
+    TOKEN_TTL,
+    AccessToken,
+    B24Error,
+    LeakyBucket,
+    OperatingBudget,
+    Stats,
+    expired,
+    no_auth,
+    rand_hex,
+    start_server,
+    time_block,
+)
 from .crm import Crm
 from .events import QUEUE_USER_AGENT, EventsMixin  # noqa: F401  (re-exported)
 from .files import NGINX_404, FilesMixin  # noqa: F401  (re-exported)
