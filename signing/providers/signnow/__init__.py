@@ -1,1 +1,2 @@
-"""signNow provider: client.py (HTTP + tokens), provider.py (the Provider), webhooks.py, errors.py."""
+"""signNow provider: provider.py (the Provider), invites.py, replace.py, documents.py, client.py (HTTP + tokens),
+webhooks.py, errors.py."""
