@@ -27,8 +27,16 @@ import re
 import secrets
 import time
 
-from signing.base import (CredentialField, Provider, ProviderError, SendResult, SendSpec, SignedFiles,
-                          StatusSnapshot, WebhookEvent)
+from signing.base import (
+    CredentialField,
+    Provider,
+    ProviderError,
+    SendResult,
+    SendSpec,
+    SignedFiles,
+    StatusSnapshot,
+    WebhookEvent,
+)
 
 from . import documents, invites, replace, webhooks
 from .client import SignNowClient, basic_auth
