@@ -76,6 +76,11 @@ class Portal(models.Model):
         self.token_version += 1
         self.needs_reinstall = False
 
+    @property
+    def plan(self) -> str:
+        """The rate-limit plan, as a metrics label: "enterprise" (250/5) or "standard" (50/2)."""
+        return "enterprise" if (self.license_family or "").lower().startswith("ent") else "standard"
+
     def rate_limits(self) -> tuple[float, float]:
         """(burst, drain/s) for this portal's leaky bucket, less a reserve for other apps on our IP."""
         if self.rate_burst and self.rate_drain:

@@ -15,6 +15,7 @@ from b24app.rest import B24Client, B24Error
 from signing.models import SignatureRequest
 from signing.services import result_values, signer_summary
 
+from . import metrics
 from .models import RobotCall
 from .robots import catalogue
 
@@ -86,6 +87,8 @@ def _finish(call: RobotCall, state: str, error: str) -> None:
     RobotCall.objects.filter(pk=call.pk).update(answer_state=state, answered_at=now, answer_error=error[:2000],
                                                state=RobotCall.DONE, updated_at=now)
     call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
+    metrics.answered(call, state)
+    log.info("robot call %s answered: %s", call.pk, state)
 
 
 def answer_waiting_calls(req: SignatureRequest) -> None:

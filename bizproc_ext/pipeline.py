@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from b24app import logcontext
 from b24app.rest import B24Client, B24Error
 from signing import services, states
 from signing.base import ProviderError, SendSpec, Signer
@@ -46,9 +47,16 @@ def claim(call_id: int) -> RobotCall | None:
 
 
 def run(call_id: int) -> Outcome:
-    call = claim(call_id)
-    if call is None:
-        return Outcome()
+    with logcontext.bound(call=call_id):
+        call = claim(call_id)
+        if call is None:
+            return Outcome()
+        req = call.signature_request
+        logcontext.bind(portal=call.portal.member_id, request=str(req.public_id)[:8] if req else "")
+        return _run(call)
+
+
+def _run(call: RobotCall) -> Outcome:
     if not call.portal.is_installed:
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.DONE, last_error="portal uninstalled")
         return Outcome()
@@ -130,6 +138,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                                           entity=call.entity, options=options)
             RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
             call.signature_request = req
+        logcontext.bind(request=str(req.public_id)[:8])
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
         document = resolver.download()

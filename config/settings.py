@@ -99,6 +99,12 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
                                         default=str(BASE_DIR / "var" / "celerybeat-schedule"))
 ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CELERY_TASK_TIME_LIMIT
+# The outbox drainer (bizproc_ext/drainer.py) runs in every Celery worker; idle, it looks every 50 ms.
+ROBOT_CALL_DRAINER = env.bool("ROBOT_CALL_DRAINER", default=True)
+ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
+# The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
+# per call; a changed token is re-read at once, an uninstall is seen by the worker).
+ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
@@ -161,11 +167,20 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 # token in a header, so the session/CSRF cookies are not used by frame pages.
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
+# Prometheus metrics (b24app/metrics.py): counters in Redis, /metrics for a scraper with this Bearer token
+# (unset: no endpoint).  METRICS_ENABLED=0 stops counting altogether.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Every line names the portal (short member id), the robot call and the signature request it is about
+    # ("-" when none): b24app/logcontext.py.
+    "filters": {"context": {"()": "b24app.logcontext.ContextFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s "
+                                       "[portal=%(portal)s call=%(call)s request=%(request)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"urllib3": {"level": "WARNING"}},  # urllib3 logs full URLs, which may carry signed tokens
 }

@@ -20,7 +20,7 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from .. import coordination, http
+from .. import coordination, http, metrics
 from ..models import Portal
 from .encoding import php_query
 from .errors import B24Error
@@ -99,6 +99,7 @@ class B24Client:
             except requests.RequestException as exc:
                 raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
             self.requests_sent += 1
+            metrics.inc(metrics.REST_REQUESTS, plan=self.portal.plan)
 
             if resp.status_code in (301, 302, 307, 308) and redirects < 2:
                 redirects += 1
@@ -123,6 +124,8 @@ class B24Client:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
                 continue
+            if error == "QUERY_LIMIT_EXCEEDED":
+                metrics.inc(metrics.REST_LIMITED, plan=self.portal.plan)
             if error == "QUERY_LIMIT_EXCEEDED" and limit_hits < QUERY_LIMIT_RETRIES:
                 limit_hits += 1  # another app on our IP, or clock skew: back off with jitter, then retry
                 time.sleep(min(8.0, 0.5 * 1.7 ** limit_hits) * random.uniform(0.5, 1.0))
@@ -152,6 +155,7 @@ class B24Client:
                 raise B24Error("RATE_LIMITED", "portal request budget exhausted; retry later", method=method,
                                retry_after=wait)
             wait += random.uniform(0, 0.05)
+            metrics.waited("bitrix24", wait)
             time.sleep(wait)
             waited += wait
 
