@@ -97,3 +97,28 @@ def test_signed_file_links_stop_working_after_an_uninstall(portal_a, evia, couri
     assert response.status_code == 200
     assert client.get(link).status_code == 404
     assert client.get(urlsplit(wf.return_values["signed_file_url"]).path).status_code == 404
+
+
+def test_the_signer_password_is_sealed_at_rest_and_erased_once_sent(eager_tasks, portal_a, evia, courier, deal):
+    from django.db import connection
+
+    from bizproc_ext.models import RobotCall
+
+    connect(portal_a, "evia", f"client_id={EVIA_ID}", f"client_secret={EVIA_KEY}", f"code={evia.issue_auth_code()}",
+            "--default")
+    secret = "Hunter2-access-code"
+    portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal),
+                             properties={**SEND_TO_BOTH, "signer_auth": "password", "signer_auth_secret": secret})
+
+    def raw_rows() -> str:
+        with connection.cursor() as cur:
+            cur.execute("SELECT properties::text FROM bizproc_ext_robotcall")
+            return " ".join(row[0] for row in cur.fetchall())
+
+    assert RobotCall.objects.count() == 1
+    assert secret not in raw_rows()  # recorded by the handler: sealed
+    run_worker()
+    courier.flush()
+    [rq] = evia.requests.values()
+    assert {s["otp"]["AccessCode"] for s in rq["signatories"] if s["type"] == 1} == {secret}  # the provider got it
+    assert secret not in raw_rows() and "sealed" not in raw_rows()  # and we no longer hold it, even encrypted
