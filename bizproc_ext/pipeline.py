@@ -25,6 +25,8 @@ from signing.registry import all_providers
 from .answers import answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
+from .robots import catalogue
+from .secrets import erase, unseal
 
 log = logging.getLogger("b24sign.pipeline")
 
@@ -141,11 +143,12 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
-                auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
+                auth=props.get("signer_auth") or "none", auth_secret=unseal(props.get("signer_auth_secret")),
                 options=req.options)
             services.send_request(req, document, spec)
         finally:
             Path(document.path).unlink(missing_ok=True)
+    erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"

@@ -69,6 +69,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self.installed = True  # the app is on the portal (it was "installed" from the market)
         self.install_finished = False
         self.installer_user_id = 1
+        self.frame_layout = False  # True: frame POSTs in the app-layout shape (no APPLICATION_TOKEN)
         self.secret = secrets.token_bytes(32)
         self.lock = cloud.lock
         self.stats = Stats()
@@ -141,8 +142,15 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
             self.cloud.auth_codes[code] = AuthCode(code, self.member_id, int(user_id), time.time() + 30)
         return code
 
-    def app_page_request(self, user_id: int = 1, placement: str = "DEFAULT", options=None, lang: str | None = None):
-        """(query, body) of the POST Bitrix24 sends when a user opens the app or a placement (spec §1.2)."""
+    def app_page_request(self, user_id: int = 1, placement: str = "DEFAULT", options=None, lang: str | None = None,
+                         layout: bool | None = None):
+        """(query, body) of the POST Bitrix24 sends when a user opens the app or a placement (spec §1.2).
+
+        Two shapes exist.  A cloud portal's frame POST carries ``APPLICATION_TOKEN`` and ``SERVER_ENDPOINT``
+        (readable by every user who opens the app).  Bitrix24's app-layout component (``layout=True``) and
+        the current docs (b24restdocs widgets/_includes/widget_data.md) send neither, and leave out
+        ``PLACEMENT_OPTIONS`` when it is empty.  ``layout=None`` takes the portal's ``frame_layout`` knob."""
+        layout = self.frame_layout if layout is None else layout
         tok = self.issue_tokens(user_id)
         query = {"DOMAIN": self.domain, "PROTOCOL": "0", "LANG": lang or self.lang, "APP_SID": rand_hex(32)}
         body = {
@@ -153,9 +161,14 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         }
         if options is not None:
             body["PLACEMENT_OPTIONS"] = options if isinstance(options, str) else json.dumps(options)
+        if layout:
+            body.pop("APPLICATION_TOKEN")
+            body.pop("SERVER_ENDPOINT")
+            if body.get("PLACEMENT_OPTIONS") in (None, "", "[]", "{}"):
+                body.pop("PLACEMENT_OPTIONS", None)
         return query, body
 
-    def install_request(self, user_id: int = 1, lang: str = "en"):
+    def install_request(self, user_id: int = 1, lang: str = "en", layout: bool | None = None):
         """(query, body) of the install page POST.  After an uninstall this is a re-install from the
         market: the app is on the portal again, with a new application token, not yet finished."""
         with self.lock:
@@ -164,7 +177,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
                 self.installed = True
                 self.install_finished = False
                 self.application_token = rand_hex(32)
-        return self.app_page_request(user_id, "DEFAULT", None, lang)
+        return self.app_page_request(user_id, "DEFAULT", None, lang, layout=layout)
 
     def finish_install(self) -> None:
         """BX24.installFinish(): from now on events are delivered and app.info says INSTALLED."""
