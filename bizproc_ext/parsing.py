@@ -71,7 +71,7 @@ def envelope(form: dict, path_code: str) -> CallEnvelope:
     return CallEnvelope(
         code=code, workflow_id=text("workflow_id", 64), event_token=text("event_token", 512),
         document_id=document_id, document_type=[str(x) for x in _list(form.get("document_type"))][:3],
-        use_subscription=str(form.get("use_subscription", "Y")).upper() != "N",
+        use_subscription=form.get("use_subscription") == "Y",
         timeout_duration=max(0, timeout), ts=ts, auth=auth,
         raw_properties=properties if isinstance(properties, dict) else {})
 

@@ -50,6 +50,10 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
     except Rejected as exc:
         return _refuse(exc.status, exc.message)
 
+    if robot.use_subscription and not call.use_subscription:
+        # A robot registered with USE_SUBSCRIPTION=Y is always called with "Y"; without it the event token
+        # proves nothing (the activity closed at once), so such a call could never be proven.
+        return _refuse(400, "use_subscription must be Y for this robot")
     values, errors = typed_properties(robot, call.raw_properties)
     auth = call.auth
     try:
