@@ -22,6 +22,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
+from . import proof
 from .answers import answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -63,9 +64,14 @@ def run(call_id: int) -> Outcome:
         if call.answer_state != "pending":  # answered before a crash: nothing left to do
             _release(call, RobotCall.DONE)
             return Outcome()
+        if call.input_errors or call.code not in READS_FIRST:
+            proof.prove(call, B24Client(call.portal))  # nothing to read first: the proof goes alone
         if call.input_errors:
             raise InputError("; ".join(call.input_errors))
         ACTIONS[call.code](call)
+        return Outcome()
+    except proof.ForgedCall as exc:
+        proof.refuse(call, str(exc))
         return Outcome()
     except (InputError, ProviderError, B24Error) as exc:
         permanent = getattr(exc, "permanent", False)
@@ -119,7 +125,8 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     req = call.signature_request
     resolver = Resolver(call, client)
     if req is None or req.send_phase != "sent":
-        resolver.read_crm()
+        resolver.read_crm()  # the call's first request carries its proof (proof.first_request)
+    proof.prove(call, client)  # a no-op once proven; nothing below happens for a forged call
     if req is None:
         account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
         if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
@@ -229,6 +236,9 @@ def cancel(call: RobotCall) -> None:
         return
     answer(call, {"status": states.CANCELLED, "error": ""}, f"b24sign: request cancelled ({reason})")
 
+
+# Robots whose first request reads the CRM: their proof rides in that batch (Resolver.read_crm).
+READS_FIRST = {"b24sign_send", "b24sign_kedo_send"}
 
 ACTIONS = {
     "b24sign_send": send_for_signature,
