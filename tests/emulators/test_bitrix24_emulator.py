@@ -465,7 +465,17 @@ def test_sign_send_validation(portal, over, msg):
     at, _ = admin_token(portal)
     portal.add_user(2, "emp@x.io", "Emp")
     r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, **over))
-    assert r.status_code == 200 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+
+
+@pytest.mark.parametrize("name", ["Deal #42.pdf", "O'Brien.pdf", "A & B.pdf", "a;b.pdf", "~x.pdf", "a/b.pdf",
+                                  "a\\b.pdf", "a:b.pdf", "a\x01.pdf", "x\u202efdp.pdf", "   "])
+def test_sign_send_refuses_file_names_the_core_refuses(portal, name):
+    at, _ = admin_token(portal)
+    portal.add_user(2, "emp@x.io", "Emp")
+    files = [{"fileName": name, "fileType": "application/pdf", "fileContent": base64.b64encode(make_pdf("x")).decode()}]
+    r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, files=files))
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": "[files] Invalid file name."}
 
 
 def test_sign_flow_with_events(portal, app):

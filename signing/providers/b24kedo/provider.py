@@ -64,9 +64,15 @@ def title_marker(request_id: str) -> str:
     return f"[b24sign-{request_id}]"
 
 
+# The characters Bitrix24's core refuses in a file name (``Path::validateFilename``: the reserved
+# characters, control bytes and U+202E, the right-to-left override); a send with one fails with
+# "[files] Invalid file name.".
+REFUSED_IN_FILE_NAME = re.compile("[\\\\/:*?\"'<>|~#&;\x00-\x1f\u202e]+")
+
+
 def file_name_for(title: str, request_id: str) -> str:
-    """``<title> [b24sign-<id>].pdf``: a name Bitrix24 accepts (no path or reserved characters)."""
-    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', " ", title or "").strip(" .")
+    """``<title> [b24sign-<id>].pdf``: a name Bitrix24 accepts (none of the characters its core refuses)."""
+    safe = REFUSED_IN_FILE_NAME.sub(" ", title or "").strip(" .")
     safe = re.sub(r"\s+", " ", safe)[:150] or "Document"
     return f"{safe} {title_marker(request_id)}.pdf"
 
