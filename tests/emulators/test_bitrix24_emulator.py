@@ -499,7 +499,8 @@ def test_sign_flow_with_events(portal, app):
     [row] = call(portal, "sign.b2e.mysafe.tail", at).json()["result"]
     assert row["title"] == "contract"
     assert is_pdf(requests.get(row["file_url"], headers=BROWSER, timeout=5).content)
-    assert call(portal, "sign.b2e.document.get", at, uid="nope").json()["error_description"] == "Document not found"
+    missing = call(portal, "sign.b2e.document.get", at, uid="nope")
+    assert missing.status_code == 400 and missing.json() == {"error": "", "error_description": "Document not found."}
 
 
 def test_batch_over_get_and_form(portal):

@@ -244,7 +244,15 @@ class KedoProvider(Provider):
     def status(self, request) -> StatusSnapshot:
         if not request.external_id:
             raise ProviderError("Bitrix24 Sign: the document was never created", permanent=True, code="input")
-        data = self.client().get(request.external_id)
+        try:
+            data = self.client().get(request.external_id)
+        except ProviderError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+            # The core answers a deleted document with an empty code and "Document not found.": it will not
+            # come back, so the request ends in error instead of being polled for ever.
+            return StatusSnapshot(status=states.ERROR, signers=[], raw={},
+                                  reason=f"{exc} (the document was deleted in Bitrix24 Sign)")
         doc_code = str((data.get("state") or {}).get("code", "")).lower()
         members = [m for m in data.get("members") or [] if isinstance(m, dict)]
         signers = self._signer_states(request, members)

@@ -198,8 +198,8 @@ class SignB2e:
         if not uid:
             raise self.error("Document UID is required")
         doc = self.documents.get(uid)
-        if doc is None:
-            raise self.error("Document not found")
+        if doc is None:  # the core's RestException for a missing document carries no code
+            raise B24Error("", "Document not found.", 400)
         return self.render(doc)
 
     def mysafe_tail(self, ctx, params: dict) -> list:
@@ -265,6 +265,11 @@ class SignB2e:
                 changes.append(("ONSIGNB2EDOCUMENTSTATUSCHANGED", {
                     "documentUid": doc["uid"], "statusCode": "stopped", "statusName": "Stopped"}))
         return self._events(doc, changes)
+
+    def delete(self, document_uid: str) -> None:
+        """An HR manager deletes the document in Bitrix24 Sign (no event is fired)."""
+        with self.lock:
+            del self.documents[document_uid]
 
     def stop(self, document_uid: str) -> list:
         with self.lock:
