@@ -37,6 +37,9 @@ class Portal(models.Model):
     token_user_id = models.IntegerField(null=True, blank=True)
     token_version = models.PositiveIntegerField(default=0)
     needs_reinstall = models.BooleanField(default=False, help_text="refresh token was rejected")
+    access_problem = models.CharField(max_length=500, blank=True,
+                                      help_text="why Bitrix24 refuses the app's calls (shown in the settings)")
+    access_problem_at = models.DateTimeField(null=True, blank=True)
 
     rate_burst = models.FloatField(null=True, blank=True, help_text="override of the plan's bucket size")
     rate_drain = models.FloatField(null=True, blank=True, help_text="override of the plan's drain rate /s")

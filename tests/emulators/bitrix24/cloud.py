@@ -41,7 +41,9 @@ class Bitrix24Cloud:
         self.payment_required = False
         self.oauth_delay = 0.0
         self.second_event_send = "error"
-        self.second_event_send_error = (400, "ERROR_WORKFLOW_NOT_FOUND", "Workflow is not found or already completed")
+        # What the core answers a send to a finished workflow: CBPRuntime's "workflow not found" as a
+        # RestException with the code "404" (docs/decisions.md).
+        self.second_event_send_error = (400, "404", "Бизнес-процесс не найден")
         self.activity_log_requires_admin = False
         self.sign_error_status = 400
         self.queue_timeout = 10.0
