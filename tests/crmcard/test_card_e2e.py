@@ -97,3 +97,40 @@ def test_uninstall_unbinds_everything(portal_a):
     assert emu.placements == [] and emu.triggers == {}
     setup = CardSetup.objects.get(portal=portal_a.db)
     assert setup.placements == {} and setup.triggers == {}
+
+
+@pytest.mark.django_db
+def test_a_deleted_status_field_is_recreated_once_never_in_a_loop(eager_tasks, portal_a, memory_account,
+                                                                  memory_provider, deal,
+                                                                  django_capture_on_commit_callbacks):
+    emu = portal_a.emu
+    emu.delete_userfield("CRM_DEAL", "UF_CRM_B24SIGN_STATE")
+    emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_PROPS, "wait": "Y"})
+    run_worker()
+    setup = CardSetup.objects.get(portal=portal_a.db)
+    assert setup.fields["2"]["state"] == "ok"  # noticed in the crm.item.update answer, then created again
+    assert "UF_CRM_B24SIGN_STATE" in emu.userfields["CRM_DEAL"]
+    adds = emu.stats.by_method["crm.deal.userfield.add"]
+    req = SignatureRequest.objects.get()
+    _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "anna@customer.test")
+    assert emu.crm.get(2, deal)["ufCrm_B24SIGN_STATE"] == "Signed"
+    assert emu.stats.by_method["crm.deal.userfield.add"] == adds
+
+
+@pytest.mark.django_db
+def test_a_field_that_cannot_be_recreated_is_reported_and_left_alone(eager_tasks, portal_a, memory_account,
+                                                                     memory_provider, deal, monkeypatch):
+    from tests.emulators.bitrix24 import methods_userfields
+
+    emu = portal_a.emu
+    emu.delete_userfield("CRM_DEAL", "UF_CRM_B24SIGN_DATE")
+    monkeypatch.setattr(methods_userfields, "TYPES", set())  # the portal now refuses to create fields
+    emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+    run_worker()
+    setup = CardSetup.objects.get(portal=portal_a.db)
+    assert setup.fields["2"]["state"] == "failed" and "Invalid custom type" in setup.fields["2"]["message"]
+    calls = emu.stats.by_method["crm.item.update"]
+    from crmcard.sync import sync_request
+
+    sync_request(SignatureRequest.objects.get().pk)
+    assert emu.stats.by_method["crm.item.update"] == calls  # no writes to a broken field set, no retries
