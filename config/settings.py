@@ -107,6 +107,7 @@ INSTALLED_APPS = [
     "b24app",       # platform: portals, OAuth, REST client, app events, frames
     "signing",      # providers, signature requests, webhooks, finalization
     "bizproc_ext",  # automation: robots, their handler and pipeline, answers to workflows
+    "crmcard",      # the CRM card: placements, timeline card, status fields, triggers, notifications
     "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [
