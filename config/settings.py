@@ -121,9 +121,11 @@ INSTALLED_APPS = [
     "b24app",       # platform: portals, OAuth, REST client, app events, frames
     "signing",      # providers, signature requests, webhooks, finalization
     "bizproc_ext",  # automation: robots, their handler and pipeline, answers to workflows
+    "crmcard",      # the CRM card: placements, timeline card, status fields, triggers, notifications
     "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [
+    "b24app.middleware.content_length_guard",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -151,6 +153,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))  # signed copies; never served directly
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+# Signed copies and audit trails providers hand us (by API or inside a callback): larger ones are refused.
+SIGNED_FILE_MAX_BYTES = env.int("SIGNED_FILE_MAX_BYTES", default=40 * 1024 * 1024)
 
 # --- Security (check --deploy is clean with DEBUG off) ---------------------------------------------
 X_FRAME_OPTIONS = "DENY"  # frame-only views opt in with a per-portal CSP frame-ancestors (b24app.framing)
@@ -176,11 +180,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Every line names the portal (short member id), the robot call and the signature request it is about
-    # ("-" when none): b24app/logcontext.py.
-    "filters": {"context": {"()": "b24app.logcontext.ContextFilter"}},
+    # ("-" when none): b24app/logcontext.py.  Webhook URLs carry their account's secret in the path;
+    # Django's loggers print paths (b24app.logfilters).
+    "filters": {"context": {"()": "b24app.logcontext.ContextFilter"},
+                "url_secrets": {"()": "b24app.logfilters.MaskUrlSecrets"}},
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s "
                                        "[portal=%(portal)s call=%(call)s request=%(request)s] %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["context"]}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["context", "url_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},  # urllib3 logs full URLs, which may carry signed tokens
+    "loggers": {"urllib3": {"level": "WARNING"},  # urllib3 logs full URLs, which may carry signed tokens
+                "django.request": {"filters": ["url_secrets"]},
+                "django.server": {"filters": ["url_secrets"]}},
 }
