@@ -22,7 +22,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from .models import RobotCall
-from .tasks import process_robot_call
+from .tasks import process_robot_call, process_robot_calls
 
 log = logging.getLogger("b24sign.drainer")
 
@@ -37,26 +37,38 @@ def drain_once(limit: int = BATCH, broker_url: str | None = None, connection=Non
     """Publish up to ``limit`` committed, unpublished calls; returns how many.  Raises if the broker is
     unreachable (nothing is marked then)."""
     with transaction.atomic():
-        ids = list(unpublished().select_for_update(skip_locked=True).order_by("pk")
-                   .values_list("pk", flat=True)[:limit])
-        if not ids:
+        rows = list(unpublished().select_for_update(skip_locked=True).order_by("pk")
+                    .values_list("pk", "portal_id")[:limit])
+        if not rows:
             return 0
         if connection is not None:
-            publish(ids, connection)
+            publish(rows, connection)
         else:
             with process_robot_call.app.connection_for_write(broker_url) as conn:
-                publish(ids, conn)
-        RobotCall.objects.filter(pk__in=ids).update(published_at=timezone.now())
-    return len(ids)
+                publish(rows, conn)
+        RobotCall.objects.filter(pk__in=[pk for pk, _ in rows]).update(published_at=timezone.now())
+    return len(rows)
 
 
-def publish(ids: list[int], conn) -> None:
+def groups(rows: list[tuple[int, int]], size: int) -> list[list[int]]:
+    """Call ids by portal, in chunks of at most ``size``: calls of two portals never share a group."""
+    by_portal: dict[int, list[int]] = {}
+    for pk, portal_id in rows:
+        by_portal.setdefault(portal_id, []).append(pk)
+    return [ids[i:i + size] for ids in by_portal.values() for i in range(0, len(ids), max(1, size))]
+
+
+def publish(rows: list[tuple[int, int]], conn) -> None:
     """One connection and producer for the whole batch (a new kombu client per publish was the handler's
-    largest CPU cost, BENCHMARKS.md)."""
+    largest CPU cost, BENCHMARKS.md).  A lone call goes as itself; calls of one portal waiting together
+    go as one group (coalesce.py)."""
     conn.ensure_connection(max_retries=1, timeout=5)
     producer = process_robot_call.app.amqp.Producer(conn)
-    for pk in ids:
-        process_robot_call.apply_async((pk,), producer=producer, retry=False)
+    for ids in groups(rows, settings.ROBOT_COALESCE_MAX):
+        if len(ids) == 1:
+            process_robot_call.apply_async((ids[0],), producer=producer, retry=False)
+        else:
+            process_robot_calls.apply_async((ids,), producer=producer, retry=False)
 
 
 class Drainer:

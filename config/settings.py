@@ -102,6 +102,10 @@ ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CEL
 # The outbox drainer (bizproc_ext/drainer.py) runs in every Celery worker; idle, it looks every 50 ms.
 ROBOT_CALL_DRAINER = env.bool("ROBOT_CALL_DRAINER", default=True)
 ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
+# Calls of one portal found waiting together run as one group that shares its Bitrix24 batches
+# (bizproc_ext/coalesce.py): at most this many per group, waiting at most this long for partners.
+ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
+ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from .. import coordination, http, metrics
 from ..models import Portal
+from .coalescing import COALESCED, active_for
 from .encoding import php_query
 from .errors import B24Error, classify_empty_code
 from .oauth import refresh_portal_tokens
@@ -53,6 +54,9 @@ class B24Client:
 
     # -- public ------------------------------------------------------------------------------------
     def call(self, method: str, params: dict | None = None) -> Any:
+        co = active_for(self.portal.pk) if method in COALESCED else None
+        if co is not None:  # shared with the portal's other jobs (rest/coalesce.py)
+            return co.call(method, params or {})
         return self.call_full(method, params).get("result")
 
     def call_full(self, method: str, params: dict | None = None) -> dict:
@@ -69,6 +73,9 @@ class B24Client:
         """
         items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
         self._require_admin_token([method for _key, (method, _params) in items])
+        co = active_for(self.portal.pk)
+        if co is not None and len(items) <= BATCH_LIMIT:  # shared with the portal's other jobs (rest/coalesce.py)
+            return co.submit(dict(items), halt)
         out = BatchResult()
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start:start + BATCH_LIMIT]

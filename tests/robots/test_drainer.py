@@ -25,7 +25,11 @@ DEAD_BROKER = "redis://127.0.0.1:1/0"
 def queued_tasks() -> list[int]:
     """The call ids waiting in the broker's default queue."""
     raw = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL).lrange("celery", 0, -1)
-    return sorted(json.loads(base64.b64decode(json.loads(m)["body"]))[0][0] for m in raw)
+    out = []
+    for m in raw:
+        first = json.loads(base64.b64decode(json.loads(m)["body"]))[0][0]  # a call id, or a group's ids
+        out.extend(first if isinstance(first, list) else [first])
+    return sorted(out)
 
 
 def deliver(portal, deal, n: int) -> list:
