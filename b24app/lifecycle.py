@@ -150,14 +150,20 @@ def complete_install(portal: Portal) -> dict:
 
 
 def credentials_from_event(form: dict) -> Credentials:
-    auth = form.get("auth") or {}
+    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}  # auth=x: no token, refused
     data = form.get("data") or {}
     return Credentials(
         member_id=str(auth.get("member_id", "")), access_token=str(auth.get("access_token", "")),
-        refresh_token=str(auth.get("refresh_token", "")), expires_in=int(auth.get("expires_in") or 3600),
+        refresh_token=str(auth.get("refresh_token", "")), expires_in=_seconds(auth.get("expires_in")),
         server_endpoint=str(auth.get("server_endpoint", "")), application_token=str(auth.get("application_token", "")),
         status=str(auth.get("status", "")), scope=str(auth.get("scope", "")),
         language=str(data.get("LANGUAGE_ID", "")) if isinstance(data, dict) else "")
+
+
+def _seconds(value, default: int = 3600) -> int:
+    """A token lifetime as sent (``expires_in``): digits within a day, else the documented hour."""
+    text = str(value or "").strip()
+    return min(int(text), 86400) if text.isdigit() and int(text) > 0 else default
 
 
 def verified_portal(form: dict, only: tuple[str, ...] = ()) -> Portal:

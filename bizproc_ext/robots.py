@@ -62,6 +62,9 @@ class Robot:
     properties: dict[str, Prop]
     return_properties: dict[str, Prop]
     use_placement: bool = True
+    # The workflow waits for our answer, and the call's event_token is what proves it (proof.py); a
+    # call that arrives with use_subscription other than "Y" for such a robot is refused at the handler.
+    use_subscription: bool = True
 
     def handler_url(self) -> str:
         return f"{settings.APP_BASE_URL}/bizproc/robots/{self.code}/"
@@ -75,7 +78,7 @@ class Robot:
             "CODE": self.code,
             "HANDLER": self.handler_url(),
             # Always explicit: the core waits only when USE_SUBSCRIPTION is exactly "Y" (spec §4.2).
-            "USE_SUBSCRIPTION": "Y",
+            "USE_SUBSCRIPTION": "Y" if self.use_subscription else "N",
             "NAME": self.name,
             "DESCRIPTION": self.description,
             "RETURN_PROPERTIES": {k: p.payload(lang) for k, p in self.return_properties.items()},

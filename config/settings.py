@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [
+    "b24app.middleware.content_length_guard",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -90,6 +90,16 @@ def _robots(portal, lang: str) -> dict:
             "robots_ok": all(r["state"] == "current" for r in rows)}
 
 
+def _portal_problems(portal) -> list[dict]:
+    """What Bitrix24 refuses this portal's app, in words an administrator can act on."""
+    problems = []
+    if portal.access_problem:
+        problems.append({"kind": "access", "text": _("%(problem)s. Workflows waiting for b24sign are answered "
+                                                      "once this is fixed (check the app's plan, rights and "
+                                                      "installation).") % {"problem": portal.access_problem}})
+    return problems
+
+
 def _settings_page(request, *, message="", error="", status=200, forms_by_code=None, verdicts=None,
                    defaults_form=None, kedo_form=None, section=""):
     portal = request.ui.portal
@@ -102,6 +112,7 @@ def _settings_page(request, *, message="", error="", status=200, forms_by_code=N
                                    if a.enabled and a.provider in _send_providers()],
                "default_code": next((a.provider for a in accounts.values() if a.enabled and a.is_default), ""),
                "defaults_form": defaults_form or DefaultsForm(instance=settings_row), "defaults": settings_row,
+               "portal_problems": _portal_problems(portal),
                **_kedo_context(portal, accounts, kedo_form), **_robots(portal, request.ui.lang)}
     return render(request, "b24app/app/settings.html", context, status=status)
 

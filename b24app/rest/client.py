@@ -23,7 +23,7 @@ from django.utils import timezone
 from .. import coordination, http
 from ..models import Portal
 from .encoding import php_query
-from .errors import B24Error
+from .errors import B24Error, classify_empty_code
 from .oauth import refresh_portal_tokens
 from .permissions import is_admin_only
 
@@ -134,12 +134,13 @@ class B24Client:
                 raise B24Error("BAD_RESPONSE", "unexpected JSON", status=resp.status_code, method=method)
             self._note_operating(method, data.get("time"))
             error = data.get("error")
+            description = str(data.get("error_description", "") or "")
             if not error:
-                if resp.status_code >= 400:
-                    raise B24Error(f"HTTP_{resp.status_code}", "", status=resp.status_code, method=method)
+                if resp.status_code >= 400 or ("error" in data and description):  # a coded-less RestException
+                    raise B24Error(classify_empty_code(method, description, resp.status_code), description,
+                                   status=resp.status_code, method=method)
                 return data
 
-            description = str(data.get("error_description", ""))
             if error in ("expired_token", "invalid_token") and not refreshed:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
@@ -230,6 +231,7 @@ def call_with_token(client_endpoint: str, access_token: str, method: str, params
         raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
     if not isinstance(data, dict) or data.get("error") or resp.status_code >= 400:
         data = data if isinstance(data, dict) else {}
-        raise B24Error(str(data.get("error", f"HTTP_{resp.status_code}")), str(data.get("error_description", "")),
-                       status=resp.status_code, method=method)
+        description = str(data.get("error_description", "") or "")
+        raise B24Error(str(data.get("error") or classify_empty_code(method, description, resp.status_code)),
+                       description, status=resp.status_code, method=method)
     return data.get("result")

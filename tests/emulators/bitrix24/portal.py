@@ -79,9 +79,11 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self._handler_seq = 0
         self.workflows: dict[str, Workflow] = {}
         self.deliveries: list[dict] = []  # every event POST: event, handler, status
+        self.rest_log: list[dict] = []  # every authenticated REST request: method, params (no auth), user_id
         self.files: dict[int, dict] = {}
         self._file_seq = 0
         self._fail_next: list[tuple[int, str, str]] = []
+        self.method_refusals: dict[str, list] = {}  # method -> [status, code, text, times left (None: always)]
         self._outage_until = 0.0
         self._outage_status = 503
         self.crm = Crm(self)
@@ -196,6 +198,29 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         with self.lock:
             self._fail_next.extend([(status, error, description)] * n)
 
+    def refuse_method(self, method: str, status: int, error: str, description: str = "",
+                      times: int | None = None) -> None:
+        """Answer ``method`` (also inside a batch) with this error, as the real portal does when e.g. the
+        plan no longer allows the app (``ACCESS_DENIED``) or the token lost a scope; ``times`` None = always."""
+        with self.lock:
+            self.method_refusals[method.lower()] = [status, error, description, times]
+
+    def method_refusal(self, method: str):
+        """The B24Error ``refuse_method`` set for this method, once per call (None when there is none)."""
+        from .core import B24Error
+
+        with self.lock:
+            rule = self.method_refusals.get(method)
+            if not rule:
+                return None
+            status, error, description, times = rule
+            if times is not None:
+                if times <= 0:
+                    return None
+                rule[3] = times - 1
+            self.stats.injected_faults += 1
+        return B24Error(error, description, status)
+
     def outage(self, seconds: float, status: int = 503, error: str = "QUERY_LIMIT_EXCEEDED",
                description: str = "Too many requests") -> None:
         with self.lock:
@@ -265,6 +290,9 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
             except ValueError:
                 raise B24Error("INVALID_REQUEST", "Invalid request body", 400)
             ctx = self.authenticate(params.get("auth"))
+            with self.lock:
+                self.rest_log.append({"method": method, "user_id": ctx.token.user_id,
+                                      "params": {k: v for k, v in params.items() if k != "auth"}})
             if method == "batch":
                 body = batch(ctx, params, start)
             else:
