@@ -9,8 +9,11 @@ We accept the POST only when the user's own token holds (``b24app.trust.verify_u
    one from another portal, is refused; ``user.admin`` there says whether the user is an administrator.
 
 The page then carries a short-lived signed token (portal, user, admin flag, language) in its links
-(``?t=``), forms (``t``) and XHR headers (``X-B24Sign-Token``).  Every later request re-checks it and
-loads its portal again, so all queries are scoped by ``request.ui.portal``.
+(``?t=``, GET only), forms (``t``) and XHR headers (``X-B24Sign-Token``); a POST never takes it from the
+URL.  Every later request re-checks it and loads its portal again, so all queries are scoped by
+``request.ui.portal``.  The user's own AUTH_ID stays server-side (encrypted in Redis, keyed by a random
+id in the page token) for checks with the user's rights: CRM read access, and ``user.admin`` again
+before an admin action on a page older than five minutes.
 """
 from __future__ import annotations
 
@@ -215,7 +218,13 @@ def _wrap(view, source, admin: bool):
         request.ui = ui
         with translation.override(ui.lang):
             request.LANGUAGE_CODE = ui.lang
-            response = view(request, *args, **kwargs)
+            try:
+                response = view(request, *args, **kwargs)
+            except Rejected as exc:  # e.g. the user's own token expired before the page did
+                exc.frame_domain, exc.lang = ui.portal.domain, ui.lang
+                if request.headers.get("Accept", "").startswith("application/json"):
+                    return JsonResponse({"ok": False, "message": exc.message}, status=exc.status)
+                return refused(request, exc, ui.lang)
         response.setdefault("Content-Language", ui.lang)
         response.setdefault("Cache-Control", "no-store")
         return allow_portal_frame(response, ui.portal.domain)

@@ -113,3 +113,14 @@ def test_admin_actions_on_an_old_page_ask_bitrix24_again(client, portal_a, memor
     from signing.models import PortalSettings
 
     assert PortalSettings.for_portal(portal_a.db).sender_name == "Acme"
+
+
+def test_a_page_whose_user_token_is_gone_asks_to_reopen_the_app(client, portal_a, memory_account):
+    import redis
+    from django.conf import settings
+
+    _setup(portal_a, memory_account)
+    manager = token_of(open_app(client, portal_a.emu, MANAGER_ID))
+    redis.Redis.from_url(settings.REDIS_URL).flushdb()  # the kept user token (and the cached answers) are gone
+    response = client.get(f"/app/requests/?t={manager}")
+    assert response.status_code == 401 and b"open the application again" in response.content
