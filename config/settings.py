@@ -49,6 +49,14 @@ PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=30.0)
 # signNow publishes no rate limit (spec U-S7): stay polite per connected account.
 SIGNNOW_RATE_PER_S = env.float("SIGNNOW_RATE_PER_S", default=1.0)
 SIGNNOW_RATE_BURST = env.float("SIGNNOW_RATE_BURST", default=10.0)
+# Per-account pacing for any provider, "code=rate/burst,…" (e.g. "signnow=1.5/30,evia=2/20"); a provider
+# not listed keeps its default (signNow: the two settings above; Evia: unpaced, it publishes no limit).
+PROVIDER_PACING = {
+    code.strip(): (float(rate), float(burst))
+    for code, rate, burst in (
+        (item.split("=")[0], *item.split("=")[1].split("/")) for item in env.list("PROVIDER_PACING", default=[])
+    )
+}
 
 # --- Secrets at rest ------------------------------------------------------------------------------
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation: prepend, run
@@ -107,6 +115,7 @@ INSTALLED_APPS = [
     "b24app",       # platform: portals, OAuth, REST client, app events, frames
     "signing",      # providers, signature requests, webhooks, finalization
     "bizproc_ext",  # automation: robots, their handler and pipeline, answers to workflows
+    "crmcard",      # the CRM card: placements, timeline card, status fields, triggers, notifications
     "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [

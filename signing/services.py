@@ -122,6 +122,7 @@ def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) 
 
 def _update_signers(req: SignatureRequest, signer_states) -> None:
     rows = {row.email.lower(): row for row in req.signers.all()}
+    moved = False
     for st in signer_states or []:
         row = rows.get((st.email or "").lower())
         if row is None:
@@ -138,6 +139,9 @@ def _update_signers(req: SignatureRequest, signer_states) -> None:
                 changed.append("signed_at")
         if changed:
             row.save(update_fields=changed)
+            moved = moved or "status" in changed
+    if moved:
+        signals.signers_changed.send(sender=SignatureRequest, request=req)
 
 
 def replace_signer(req: SignatureRequest, old_email: str, new_email: str, *, source: str = "admin") -> None:

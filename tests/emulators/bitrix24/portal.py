@@ -87,6 +87,20 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self._outage_until = 0.0
         self._outage_status = 503
         self.crm = Crm(self)
+        # CRM card (methods_placement, methods_timeline, methods_userfields)
+        self.placements: list[dict] = []
+        self.triggers: dict[str, str] = {}
+        self.trigger_runs: list[dict] = []
+        self.notifications: list[dict] = []
+        self.notify_sends = 0
+        self._notify_seq = 0
+        self.activities: dict[int, dict] = {}
+        self._activity_seq = 0
+        self.log_messages: list[dict] = []
+        self._logmessage_seq = 0
+        self.userfields: dict[str, dict[str, dict]] = {}
+        self._userfield_seq = 0
+        self.smart_types: list[dict] = []
         self.sign = SignB2e(self, region_document_types=region_document_types)
         self.server = EmulatorServer(f"b24-portal-{name}")
         self._old_servers: list[EmulatorServer] = []
@@ -129,6 +143,27 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
             return self.users.get(int(user_id))
         except (TypeError, ValueError):
             return None
+
+    # ------------------------------------------------------------------ CRM card (test API)
+    def add_smart_type(self, entity_type_id: int, title: str) -> dict:
+        with self.lock:
+            t = {"id": len(self.smart_types) + 1, "entityTypeId": int(entity_type_id), "title": title}
+            self.smart_types.append(t)
+            return t
+
+    def delete_userfield(self, entity: str, name: str) -> None:
+        """An admin deletes a user field: it and its values are gone from every item."""
+        from .crm import camel_to_upper
+        with self.lock:
+            self.userfields.get(entity, {}).pop(name, None)
+            for item in self.crm.items.values():
+                for key in [k for k in item if k.startswith("ufCrm") and camel_to_upper(k) == name]:
+                    del item[key]
+
+    def app_forgets_card(self) -> None:
+        """What Bitrix24 drops with the application on update/uninstall: its placements and triggers."""
+        self.placements = []
+        self.triggers = {}
 
     # ------------------------------------------------------------------ tokens / frames
     def issue_tokens(self, user_id: int = 1) -> dict:
