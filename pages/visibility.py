@@ -80,13 +80,16 @@ def _members(req) -> set[int]:
 class Visibility:
     """One page's answers (one batch of CRM checks for all its rows)."""
 
-    def __init__(self, ui, requests):
+    def __init__(self, ui, requests, known: dict | None = None):
+        """``known``: CRM access already proven with the user's token (the CRM card's own item)."""
         self.ui = ui
         self.admin = ui.is_admin
         requests = list(requests)
         self.creator = {} if self.admin else creators(requests)
-        wanted = [] if self.admin else [_entity(r) for r in requests if r.provider != KEDO]
-        self.access = crm_access(ui, wanted) if wanted else {}
+        wanted = [] if self.admin or known is not None else [_entity(r) for r in requests if r.provider != KEDO]
+        self.access = dict(known or {})
+        if wanted:
+            self.access.update(crm_access(ui, wanted))
 
     def can_see(self, req) -> bool:
         if self.admin:
@@ -107,6 +110,12 @@ class Visibility:
             return False
         access = self.access.get(entity)
         return bool(access and access.get("assigned") == self.ui.user_id)
+
+
+def for_card(ui, scope, requests) -> Visibility:
+    """The CRM card's tab: its item was read with the user's own token; ``may_manage`` = admin or responsible."""
+    entity = (scope.entity_type_id, scope.entity_id)
+    return Visibility(ui, requests, known={entity: {"r": 1, "assigned": ui.user_id if scope.may_manage else None}})
 
 
 def visible(ui, rows) -> list:

@@ -124,3 +124,28 @@ def test_a_page_whose_user_token_is_gone_asks_to_reopen_the_app(client, portal_a
     redis.Redis.from_url(settings.REDIS_URL).flushdb()  # the kept user token (and the cached answers) are gone
     response = client.get(f"/app/requests/?t={manager}")
     assert response.status_code == 401 and b"open the application again" in response.content
+
+
+def test_the_crm_card_tab_hides_others_hr_documents_and_the_signed_copy(client, portal_a, memory_account,
+                                                                        pdf_bytes):
+    from tests.ui.test_card_tab import follow, open_placement, tokens
+
+    portal_a.emu.add_user(OTHER_ID, "other@alpha.test", name="Oleg")
+    deal = portal_a.emu.crm.add_deal("Staff deal", assigned_by_id=OTHER_ID)  # readable, not the manager's
+    kedo = ProviderAccount.objects.create(portal=portal_a.db, provider="b24kedo")
+    hr = make_request(portal_a.db, kedo, title="Oleg's HR contract", entity=(2, deal), signers=())
+    SignerRow.objects.create(request=hr, email="other@alpha.test", user_id=OTHER_ID, order=1, role="signer")
+    lease = make_request(portal_a.db, memory_account, title="Lease", status="completed", entity=(2, deal))
+    lease.signed_file.save("x.pdf", ContentFile(pdf_bytes))
+
+    opened = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)}, user_id=MANAGER_ID)
+    html = follow(client, opened).content.decode()
+    assert "Lease" in html and "Oleg&#x27;s HR contract" not in html and "HR contract" not in html
+    assert f"/card/item/{lease.public_id}/signed" not in html
+    tok = tokens(opened)
+    assert client.get(f"/card/item/{lease.public_id}/signed.pdf", tok).status_code == 404
+    assert client.post(f"/card/item/{hr.public_id}/remind/", tok).status_code == 404
+
+    responsible = tokens(open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)},
+                                        user_id=OTHER_ID))
+    assert client.get(f"/card/item/{lease.public_id}/signed.pdf", responsible).status_code == 200
