@@ -54,17 +54,16 @@ def together(portal, jobs: list, window: float | None = None) -> list:
     (an exception is logged and returned in its place, a dead thread leaves None)."""
     if len(jobs) == 1:
         return [_guarded(jobs[0])]
-    co = Coalescer(B24Client(portal), window=settings.ROBOT_COALESCE_WINDOW if window is None else window)
+    co = _shared(portal, settings.ROBOT_COALESCE_WINDOW if window is None else window, len(jobs))
     results: list = [None] * len(jobs)
 
     def one(i: int) -> None:
         try:
-            with co.participate(expected=True):
+            with co.participate(expected=True), _slots():  # a slot bounds this process's DB connections
                 results[i] = _guarded(jobs[i])
         finally:
             connections.close_all()  # this thread's own connection ends with it
 
-    co.expect(len(jobs))
     threads = [threading.Thread(target=copy_context().run, args=(one, i), name=f"{portal.pk}-{i}")
                for i in range(len(jobs))]
     for t in threads:
@@ -72,6 +71,35 @@ def together(portal, jobs: list, window: float | None = None) -> list:
     for t in threads:
         t.join()
     return results
+
+
+_coalescers: dict[int, Coalescer] = {}
+_coalescers_lock = threading.Lock()
+
+
+def _shared(portal, window: float, jobs: int) -> Coalescer:
+    """One coalescer per portal per process: groups of the same portal running at once (several Celery
+    threads) share it too.  A new one (a fresh portal row and client) when nobody is using the old one."""
+    with _coalescers_lock:
+        co = _coalescers.get(portal.pk)
+        if co is None or co.participants == 0:
+            co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window)
+        co.expect(jobs)
+        return co
+
+
+_semaphore: threading.BoundedSemaphore | None = None
+_semaphore_lock = threading.Lock()
+
+
+def _slots() -> threading.BoundedSemaphore:
+    """At most ROBOT_COALESCE_THREADS group jobs run at once in this process (each holds a DB connection;
+    a waiting one still counts as a participant, so its group's batches wait at most the window for it)."""
+    global _semaphore
+    with _semaphore_lock:
+        if _semaphore is None:
+            _semaphore = threading.BoundedSemaphore(max(1, settings.ROBOT_COALESCE_THREADS))
+    return _semaphore
 
 
 def _guarded(job):

@@ -106,6 +106,8 @@ ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
 # (bizproc_ext/coalesce.py): at most this many per group, waiting at most this long for partners.
 ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
 ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
+# Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
+ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=16)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)

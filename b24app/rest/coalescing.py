@@ -3,8 +3,10 @@ from __future__ import annotations
 
 from contextvars import ContextVar
 
-# Single calls worth coalescing: the per-call progress line and the answer.
-COALESCED = frozenset({"bizproc.activity.log", "bizproc.event.send"})
+# Single calls worth coalescing: the per-call progress line and the answer, and the CRM card's per-request
+# timeline activity and field update.
+COALESCED = frozenset({"bizproc.activity.log", "bizproc.event.send", "crm.activity.configurable.add",
+                       "crm.item.update"})
 _active: ContextVar = ContextVar("b24sign_coalescer", default=None)
 
 
