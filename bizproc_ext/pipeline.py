@@ -66,6 +66,8 @@ def run(call_id: int) -> Outcome:
         ACTIONS[call.code](call)
         return Outcome()
     except (InputError, ProviderError, B24Error) as exc:
+        if call.signature_request is not None:
+            services.report_provider_error(call.signature_request.account, exc)
         permanent = getattr(exc, "permanent", False)
         if permanent or call.attempts >= MAX_ATTEMPTS:
             return _fail(call, _message(exc))

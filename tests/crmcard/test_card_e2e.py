@@ -39,13 +39,20 @@ def test_robot_sent_request_goes_sent_to_signed_on_the_deal_card(eager_tasks, po
     item = emu.crm.get(2, deal)
     assert item["ufCrm_B24SIGN_STATE"] == "Sent" and item.get("ufCrm_B24SIGN_DATE") in ("", None)
 
+    before = emu.stats.requests
     _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "anna@customer.test")
+    # The REST budget: a signer event plus a status move cost one batch (card + log message + fields) in all.
+    assert emu.stats.requests - before == 1
     card = emu.activities[card["id"]]
     assert card["layout"]["header"]["tags"]["status"]["title"] == "Partially signed"
     assert [m["title"] for m in emu.log_messages] == ["Signed: Anna Buyer"]
 
+    before = emu.stats.requests
     _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "boris@customer.test")
     req.refresh_from_db()
+    # The outcome: the signed copy on the timeline (as before), the waiting robot's answer (as before), and
+    # one batch for card + log message + fields + trigger + notification.
+    assert emu.stats.requests - before == 3
     assert req.status == states.COMPLETED
     card = emu.activities[card["id"]]
     assert card["layout"]["header"]["tags"]["status"] == {"type": "success", "title": "Signed"}
