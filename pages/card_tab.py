@@ -28,7 +28,7 @@ from signing.base import ProviderError
 from signing.models import SignatureRequest
 from signing.registry import all_providers, provider_class
 
-from .card_scope import CardScope, scope_from_frame, scope_from_token
+from .card_scope import CardScope, options, scope_from_frame, scope_from_token
 from .forms import status_choices
 from .views import SIGNER_LABELS, base_context
 
@@ -56,6 +56,23 @@ def card_url(request, scope: CardScope, name: str, *args, **params) -> str:
 def card_tab(request):
     scope, _item = scope_from_frame(request)
     return HttpResponseRedirect(card_url(request, scope, "card-item"), status=303)
+
+
+def opened_from_timeline(request) -> bool:
+    try:
+        opts = options(request.POST)
+    except Rejected:
+        return False
+    return bool(opts.get("request") and opts.get("entityTypeId") and opts.get("entityId"))
+
+
+@card_view
+def card_from_timeline(request):
+    """The timeline card's buttons open the app with the item in the context: show that item's tab at the request."""
+    scope, _item = scope_from_frame(request)
+    opts = options(request.POST)
+    url = card_url(request, scope, "card-item", focus=str(opts.get("request"))[:40], ask=str(opts.get("view"))[:10])
+    return HttpResponseRedirect(url, status=303)
 
 
 def _requests(request, scope: CardScope):
@@ -91,6 +108,7 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
         req.can_resend = scope.may_manage and req.is_terminal and req.robot_calls.exists()
         for action in ("remind", "cancel", "resend"):
             setattr(req, f"{action}_url", reverse(f"card-{action}", args=[req.public_id]))
+        req.focus = str(req.public_id) == request.GET.get("focus")
         req.signed_url = card_url(request, scope, "card-signed", req.public_id) if req.signed_file else ""
         req.audit_url = card_url(request, scope, "card-audit", req.public_id) if req.audit_file else ""
     context = {**base_context(request, "card"), "scope": scope, "c": scope.token(request.ui), "rows": rows,

@@ -136,3 +136,14 @@ def test_sign_this_document_preselects_the_items_generated_document(client, port
     html = r.content.decode()
     assert r.status_code == 200
     assert f'value="{doc}" selected' in html and 'value="docgen" selected' in html
+
+
+@pytest.mark.django_db
+def test_the_timeline_cards_open_button_lands_on_that_request_in_the_tab(client, portal_a, memory_account, deal):
+    req = make_request(portal_a.db, memory_account, entity=(2, deal))
+    opts = {"entityTypeId": 2, "entityId": deal, "activityId": 7, "view": "remind", "request": str(req.public_id)}
+    r = open_placement(client, portal_a.emu, "DEFAULT", opts, path="/app/")
+    page = follow(client, r).content.decode()
+    assert f'id="r-{req.public_id}"' in page and "card-focus" in page
+    forged = {**opts, "entityId": 99999}
+    assert open_placement(client, portal_a.emu, "DEFAULT", forged, path="/app/").status_code == 403
