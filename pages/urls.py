@@ -38,4 +38,5 @@ urlpatterns = [
     path("app/settings/crm/", card_settings.card_settings, name="app-card-settings"),
     path("app/settings/crm/bind/", card_settings.card_bind_again, name="app-card-bind"),
     path("app/settings/crm/fields/", card_settings.card_fields_save, name="app-card-fields"),
+    path("app/settings/crm/remove/", card_settings.card_remove, name="app-card-remove"),
 ]
