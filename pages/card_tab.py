@@ -105,8 +105,9 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
         req.history = list(req.events.all())
         req.can_remind = "remind" in caps and not req.is_terminal
         req.can_cancel = scope.may_manage and "cancel" in caps and not req.is_terminal
+        req.can_replace = scope.may_manage and "replace_signer" in caps and not req.is_terminal
         req.can_resend = scope.may_manage and req.is_terminal and req.robot_calls.exists()
-        for action in ("remind", "cancel", "resend"):
+        for action in ("remind", "cancel", "resend", "replace"):
             setattr(req, f"{action}_url", reverse(f"card-{action}", args=[req.public_id]))
         req.focus = str(req.public_id) == request.GET.get("focus")
         req.signed_url = card_url(request, scope, "card-signed", req.public_id) if req.signed_file else ""
@@ -154,6 +155,27 @@ def card_cancel(request, public_id):
         return render_tab(request, scope, error=_("The provider could not cancel the request: %(e)s") % {"e": exc},
                           status=502)
     return render_tab(request, scope, message=_("The request was cancelled."))
+
+
+@require_POST
+@ui_view
+@card_view
+def card_replace(request, public_id):
+    """Hand a pending signer's place to someone else, where the provider can (signNow)."""
+    scope = scope_from_token(request)
+    if not scope.may_manage:
+        raise Rejected(403, "only an administrator or the item's responsible person can replace a signer")
+    req = _one(request, scope, public_id)
+    old, new = (request.POST.get("old_email") or "").strip(), (request.POST.get("new_email") or "").strip()
+    if req.is_terminal or "replace_signer" not in _caps(req) or \
+            not req.signers.filter(email__iexact=old, status="pending").exists() or "@" not in new:
+        return render_tab(request, scope, error=_("Choose a signer who has not signed yet and a new email."),
+                          status=400)
+    try:
+        services.replace_signer(req, old, new, source="crm card")
+    except (ProviderError, B24Error) as exc:
+        return render_tab(request, scope, error=_("The provider refused: %(e)s") % {"e": exc}, status=502)
+    return render_tab(request, scope, message=_("%(old)s was replaced by %(new)s.") % {"old": old, "new": new})
 
 
 @require_POST
