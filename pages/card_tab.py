@@ -15,6 +15,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -200,7 +201,9 @@ def queue_card_call(request, scope: CardScope, properties: dict, code: str = "b2
     call = RobotCall.objects.create(
         portal=request.ui.portal, code=code, event_token=f"card:{uuid.uuid4()}", workflow_id="",
         document_id=scope.document_id(), properties={**properties, "wait": False}, input_errors=[],
-        use_subscription=False, auth_user_id=request.ui.user_id)
+        use_subscription=False, auth_user_id=request.ui.user_id,
+        # Proven already: the user's own token opened the frame and read the item (no queue-server token to prove).
+        proven_at=timezone.now())
     transaction.on_commit(lambda: process_robot_call.delay(call.pk), robust=True)
     return call
 
