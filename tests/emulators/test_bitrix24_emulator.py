@@ -536,3 +536,23 @@ def test_robot_update_placement_and_uninstall_refresh(portal, app, cloud):
     r = requests.get(cloud.oauth_url, params={"grant_type": "refresh_token", "client_id": "local.b24sign",
                                               "client_secret": "s3cret", "refresh_token": rt}, timeout=5)
     assert r.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("method,params", [
+    ("sign.b2e.document.send", {"fields": {}}), ("sign.b2e.document.get", {"uid": "x"}),
+    ("sign.b2e.company.provider.list", {"companyCrmId": 1}),
+])
+def test_sign_b2e_needs_the_hcmlink_scope_too(cloud, method, params):
+    cloud.scope = "bizproc,crm,user_basic,sign.b2e"
+    portal = cloud.add_portal("noscope")
+    at, _ = admin_token(portal)
+    r = call(portal, method, at, **params)
+    assert r.status_code == 403 and r.json() == {"error": "ACCESS_DENIED", "error_description": "Access denied!"}
+
+
+def test_a_missing_method_scope_is_http_401(cloud):
+    cloud.scope = "crm"
+    portal = cloud.add_portal("noscope")
+    at, _ = admin_token(portal)
+    r = call(portal, "bizproc.robot.list", at)
+    assert r.status_code == 401 and r.json()["error"] == "insufficient_scope"

@@ -155,6 +155,16 @@ def test_it_refuses_a_file_that_is_not_a_pdf(bx, provider, tmp_path):
         provider.validate(spec)
 
 
+def test_a_portal_without_the_hcmlink_scope_is_told_before_any_call(bx, account, provider, pdf_file):
+    """sign.b2e.document.send checks sign.b2e, crm and humanresources.hcmlink (403 "Access denied!" without)."""
+    account.portal.scope = "bizproc,crm,user_basic,sign.b2e"
+    account.portal.save(update_fields=["scope"])
+    before = rest_calls(bx)
+    with pytest.raises(ProviderError, match="humanresources.hcmlink") as exc:
+        provider.send(make_spec("req-1", pdf_file))
+    assert exc.value.permanent and rest_calls(bx) == before
+
+
 # -- file names the core accepts (Path::validateFilename) ---------------------------------------------------------
 @pytest.mark.parametrize("title", ["Deal #42", "O'Brien NDA", "Smith & Sons", "Terms; v2", "~draft",
                                    "Offer\u202eFDP.exe", "Tab\there"])

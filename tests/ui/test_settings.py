@@ -154,3 +154,17 @@ def test_a_manager_cannot_change_settings(client, portal_a, memory_account, mana
     memory_account.refresh_from_db()
     assert memory_account.enabled and memory_account.is_default
     assert not PortalSettings.objects.exists()
+
+
+def test_the_settings_page_names_a_scope_the_portal_did_not_grant(client, portal_a, admin_token):
+    portal = portal_a.db
+    portal.scope = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e"  # as granted at install
+    portal.save(update_fields=["scope"])
+    page = client.get(f"/app/settings/?t={admin_token}").content.decode()
+    assert 'data-scope="humanresources.hcmlink"' in page
+    assert "Bitrix24 Sign (HR documents)" in page.split('data-scope="humanresources.hcmlink"')[1].split("</li>")[0]
+
+
+def test_a_portal_with_every_scope_shows_no_scope_problem(client, portal_a, admin_token):
+    assert portal_a.db.missing_scopes({"sign.b2e", "crm", "humanresources.hcmlink", "bizproc"}) == []
+    assert 'data-problem="scope"' not in client.get(f"/app/settings/?t={admin_token}").content.decode()

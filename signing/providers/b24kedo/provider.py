@@ -103,6 +103,8 @@ class KedoProvider(Provider):
     ]
     capabilities = frozenset()
     supported_auth = frozenset({"none"})  # signer authentication is set by the signing provider in Bitrix24
+    # sign.b2e.document.send/get and company.provider.list check all three (403 ACCESS_DENIED otherwise).
+    required_scopes = frozenset({"sign.b2e", "crm", "humanresources.hcmlink"})
 
     def client(self) -> KedoClient:
         return KedoClient(self.account.portal)
@@ -162,6 +164,10 @@ class KedoProvider(Provider):
         def fail(message: str):
             raise ProviderError(f"Bitrix24 Sign: {message}", permanent=True, code="input")
 
+        missing = self.account.portal.missing_scopes(self.required_scopes)
+        if missing:
+            fail(f"the app lacks the Bitrix24 permission(s) {', '.join(missing)}; an administrator adds them to "
+                 "the app's scopes and opens the app again (see the settings page)")
         if spec.auth not in self.supported_auth:
             fail("signer authentication is set by the signing provider in Bitrix24, not per document")
         if spec.cc:

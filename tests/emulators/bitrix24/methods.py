@@ -12,6 +12,22 @@ from .portal import Ctx, MethodResult
 
 METHODS: dict = {}
 SCOPES: dict[str, tuple] = {}  # method -> any-of scopes (empty: no scope needed)
+ALL_SCOPES: dict[str, frozenset] = {}  # method -> scopes the method itself checks, all of them
+
+
+def needs_all_scopes(name: str, *scopes: str) -> None:
+    """The method checks these scopes itself (sign.b2e's controllers): without any of them the core answers
+    403 ``ACCESS_DENIED`` "Access denied!", not ``insufficient_scope``."""
+    ALL_SCOPES[name] = frozenset(scopes)
+
+
+def check_scopes(name: str, granted: set) -> None:
+    need = SCOPES.get(name) or ()
+    if need and not granted.intersection(need):
+        raise B24Error("insufficient_scope", "The request requires higher privileges than provided by the access token",
+                       401)
+    if not ALL_SCOPES.get(name, frozenset()) <= granted:
+        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
 
 
 def method(name: str, *scopes: str):
@@ -36,11 +52,7 @@ def call_method(ctx: Ctx, name: str, params: dict):
     fn = METHODS.get(name)
     if fn is None:
         raise B24Error("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-    need = SCOPES.get(name) or ()
-    granted = set(re.split(r"[,\s]+", portal.cloud.scope))
-    if need and not granted.intersection(need):
-        raise B24Error("insufficient_scope", "The request requires higher privileges than provided by the access token",
-                       403)
+    check_scopes(name, set(re.split(r"[,\s]+", portal.cloud.scope)))
     refusal = portal.method_refusal(name)
     if refusal is not None:
         raise refusal
