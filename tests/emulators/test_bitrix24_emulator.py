@@ -556,3 +556,16 @@ def test_a_missing_method_scope_is_http_401(cloud):
     at, _ = admin_token(portal)
     r = call(portal, "bizproc.robot.list", at)
     assert r.status_code == 401 and r.json()["error"] == "insufficient_scope"
+
+
+def test_sign_send_keeps_one_reviewer_editor_and_assignee_the_last_one(portal):
+    at, _ = admin_token(portal)
+    for uid in (2, 3, 4, 5, 6):
+        portal.add_user(uid, f"u{uid}@x.io", f"U{uid}")
+    members = [{"userId": 2, "role": "signer"}, {"userId": 1, "role": "assignee"}, {"userId": 3, "role": "assignee"},
+               {"userId": 4, "role": "reviewer"}, {"userId": 5, "role": "reviewer"}, {"userId": 6, "role": "editor"},
+               {"userId": 2, "role": "editor"}]
+    r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, members=members))
+    assert r.status_code == 200, r.json()
+    got = [(m["user"]["userId"], m["role"]) for m in r.json()["result"]["members"]]
+    assert got == [(2, "signer"), (3, "assignee"), (5, "reviewer"), (2, "editor")]

@@ -41,6 +41,7 @@ from .client import KedoClient, encode_file_b64, provider_error
 log = logging.getLogger("b24sign.providers.b24kedo")
 
 ROLES = ("signer", "assignee", "reviewer", "editor")
+SINGLE_ROLES = ("assignee", "reviewer", "editor")  # the core keeps one member of each (the last one)
 ROLE_FALLBACK = {"signer": "signer", "approver": "reviewer"}
 MEMBER_KEYS = ("userId", "employeeId", "employeeCode")
 DEFAULT_REGION_TYPE = "12.999"
@@ -317,7 +318,7 @@ class KedoProvider(Provider):
         members = []
         for i, s in enumerate(spec.signers):
             role = s.kedo_role or ROLE_FALLBACK.get(s.role, "")
-            who = s.email or s.name or f"participant {i + 1}"
+            who = s.name or s.email or f"participant {i + 1}"
             if role not in ROLES:
                 raise ProviderError(f"Bitrix24 Sign: invalid role {role or '(none)'!r} for {who}; use signer, "
                                     "assignee, reviewer or editor", permanent=True, code="input")
@@ -333,6 +334,11 @@ class KedoProvider(Provider):
                                         "only with employees", permanent=True, code="input")
                 members.append({key: ident, "role": role})
         roles = {m["role"] for m in members}
+        for role in SINGLE_ROLES:
+            count = sum(1 for m in members if m["role"] == role)
+            if count > 1:  # the core keeps only the last one; the others would stay "pending" for ever
+                raise ProviderError(f"Bitrix24 Sign takes one {role} per document (got {count}); choose one",
+                                    permanent=True, code="input")
         if "signer" not in roles:
             raise ProviderError("Bitrix24 Sign: at least one employee must have the role signer", permanent=True,
                                 code="input")

@@ -12,6 +12,7 @@ from ..pdf import is_pdf, make_pdf
 from .core import B24Error, iso, rand_hex
 
 ROLES = ("signer", "assignee", "reviewer", "editor")
+SINGLE_ROLES = ("assignee", "reviewer", "editor")
 PARTY = {"signer": 0, "assignee": 1, "reviewer": 2, "editor": 3}
 DOC_STATE_NAMES = {"sent": "Sent", "in_progress": "In progress", "signing": "Signing in progress", "done": "Signed",
                    "stopped": "Stopped"}
@@ -124,6 +125,10 @@ class SignB2e:
         if "assignee" not in roles:
             raise self.error("At least one signing party with role assignee is required")
         member_users = [(self._resolve_member(m), m["role"]) for m in members]
+        # The core keeps one assignee, reviewer and editor: each later one replaces the earlier.
+        for role in SINGLE_ROLES:
+            last = [mu for mu in member_users if mu[1] == role][-1:]
+            member_users = [mu for mu in member_users if mu[1] != role or mu in last]
         resp_role = f["responsible"].get("role") or "assignee"
         if resp_role not in ROLES:
             raise self.error(f"Invalid role {resp_role}")
