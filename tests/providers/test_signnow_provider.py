@@ -11,6 +11,7 @@ import time
 import pytest
 
 from b24app.models import Portal
+from bizproc_ext.pipeline import request_options
 from signing import states
 from signing.base import DocumentFile, ProviderError, SendSpec, Signer, WebhookRejected
 from signing.models import ProviderAccount, SignatureRequest
@@ -65,12 +66,15 @@ def make_spec(pdf_file, signers, **kw) -> SendSpec:
 
 
 def send(account, spec, **request_fields):
-    """Send like services.send_request does, and return the SignatureRequest row."""
+    """Send like services.send_request does, and return the SignatureRequest row, its options built the way
+    the send robot builds them (``pipeline.request_options``: the auth setting, never the secret)."""
     result = SignNowProvider(account).send(spec)
+    props = {"signer_auth": spec.auth, "signer_auth_secret": spec.auth_secret, "expiry_days": spec.expiry_days,
+             "reminder_days": spec.reminder_days, "subject": spec.subject}
     req = SignatureRequest.objects.create(
         portal=account.portal, account=account, provider="signnow", title=spec.title,
         external_id=result.external_id, provider_state={**spec.saved, "send": result.raw},
-        options={"auth": spec.auth, "auth_secret": spec.auth_secret}, **request_fields)
+        options=request_options(props, kedo=False), **request_fields)
     return result, req
 
 
@@ -275,12 +279,11 @@ def test_remind_freeform_uses_email2(account, emu, pdf_file):
 
 
 def test_replace_signer(account, emu, pdf_file):
-    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)],
-                                          auth="password", auth_secret="pw1"))
+    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)]))
     old_role = emu.field_invite(result.external_id, BOB)["role_id"]
     provider(account).replace_signer(req, BOB, DAVE)
     new = emu.field_invite(result.external_id, DAVE)
-    assert new["role_id"] == old_role and new["status"] == "pending" and new["_password"] == "pw1"
+    assert new["role_id"] == old_role and new["status"] == "pending"
     assert all(fi["email"] != BOB for fi in emu.documents[result.external_id]["field_invites"])
     body = emu.calls_to("POST", "^/field_invite$")[0]["json"]
     assert body["is_replace"] is True and body["expiration_days"] <= 30
@@ -288,6 +291,20 @@ def test_replace_signer(account, emu, pdf_file):
     emu.sign(result.external_id, ALICE)
     emu.sign(result.external_id, DAVE)
     assert provider(account).status(req).status == states.COMPLETED
+
+
+@pytest.mark.parametrize("auth,secret,phone", [("password", "pw1", ""), ("sms", "", "+15550001111")])
+def test_replace_signer_never_drops_the_signers_authentication(account, emu, pdf_file, auth, secret, phone):
+    """The request keeps the robot's setting, not the password: a protected signer is not replaced by an
+    unprotected invite; the manager is told to cancel and send again."""
+    signers = [Signer(email=ALICE, phone=phone), Signer(email=BOB, phone=phone)]
+    result, req = send(account, make_spec(pdf_file, signers, auth=auth, auth_secret=secret))
+    assert "pw1" not in str(req.options)  # never kept in clear
+    with pytest.raises(ProviderError, match="cancel and send again") as exc:
+        provider(account).replace_signer(req, BOB, DAVE)
+    assert exc.value.permanent
+    assert emu.field_invite(result.external_id, BOB)["status"] == "pending"  # untouched
+    assert not emu.calls_to("DELETE", "^/field_invite/") and not emu.calls_to("POST", "^/field_invite$")
 
 
 def test_replace_signer_resumes_after_step_one(account, emu, pdf_file):
