@@ -243,13 +243,16 @@ def test_robot_lifecycle(portal, app):
     assert r.json()["error_description"] == "No fields to update"
     r = call(portal, "bizproc.robot.update", at, CODE="nope", FIELDS={"NAME": "x"})
     assert r.json()["error"] == "ERROR_ACTIVITY_NOT_FOUND"
-    assert call(portal, "bizproc.robot.update", at, CODE="send_for_signature",
-                FIELDS={"NAME": "Renamed", "USE_PLACEMENT": "Y", "PLACEMENT_HANDLER": f"{app.url}/settings/"}
-                ).json()["result"] is True
+    placement = {"NAME": "Renamed", "USE_PLACEMENT": "Y", "PLACEMENT_HANDLER": f"{app.url}/settings/"}
+    r = call(portal, "bizproc.robot.update", at, CODE="send_for_signature", FIELDS=placement)
+    assert r.json()["error"] == "ERROR_WRONG_HANDLER_URL"  # this core reads the top-level PLACEMENT_HANDLER
+    assert call(portal, "bizproc.robot.update", at, CODE="send_for_signature", FIELDS=placement,
+                PLACEMENT_HANDLER=placement["PLACEMENT_HANDLER"]).json()["result"] is True
     portal.add_user(7, "user@x.io")
     _, b = portal.app_page_request(7)
-    r = call(portal, "bizproc.robot.delete", b["AUTH_ID"], CODE="send_for_signature")
-    assert r.json() == {"error": "ACCESS_DENIED", "error_description": "Access denied!"}
+    for method in ("bizproc.robot.delete", "bizproc.robot.list"):
+        r = call(portal, method, b["AUTH_ID"], CODE="send_for_signature")
+        assert r.status_code == 403 and r.json() == {"error": "ACCESS_DENIED", "error_description": "Access denied!"}
     assert call(portal, "bizproc.robot.delete", at, CODE="send_for_signature").json()["result"] is True
     assert call(portal, "bizproc.robot.delete", at, CODE="send_for_signature").json()["error"] == \
         "ERROR_ACTIVITY_NOT_FOUND"

@@ -26,6 +26,9 @@ class Bitrix24Cloud:
       ``activity_log_requires_admin`` -> docs say admin, core has no check (U14); default False
       ``sign_error_status`` -> HTTP status of sign.b2e BAD_REQUEST errors: 400 as the core answers a
                                RestException (the seed's examples say 200; docs/decisions.md)
+      ``robot_update_top_placement`` -> True: bizproc.robot.update validates a top-level PLACEMENT_HANDLER
+                               when FIELDS turn the placement on (some core versions)
+      ``robot_add_race``    -> True: a duplicate bizproc.robot.add fails as ERROR_ACTIVITY_ADD_FAILURE
       ``queue_timeout``     -> seconds the queue server waits for our handler
       ``file_header_check`` -> False disables the "browser-like headers" 404 on file downloads
     """
@@ -46,6 +49,8 @@ class Bitrix24Cloud:
         self.second_event_send_error = (400, "404", "Бизнес-процесс не найден")
         self.activity_log_requires_admin = False
         self.sign_error_status = 400
+        self.robot_update_top_placement = True
+        self.robot_add_race = False
         self.queue_timeout = 10.0
         # How the queue server reaches the app: None = real HTTP; or fn(url, pairs, headers) -> response
         # with .status_code and .text (tests plug Django's test client in here).

@@ -316,7 +316,29 @@ def _vf(text: str) -> B24Error:
 
 def _require_admin(ctx: Ctx) -> None:
     if not ctx.is_admin:
-        raise B24Error("ACCESS_DENIED", "Access denied!", 400)
+        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
+
+
+def _check_update_placement(ctx: Ctx, d: dict, fields: dict) -> None:
+    """Some core versions validate ``PLACEMENT_HANDLER`` at the top level of ``bizproc.robot.update`` when
+    the update turns the placement on, not the one inside ``FIELDS`` (``robot_update_top_placement``)."""
+    cloud = ctx.portal.cloud
+    if cloud.robot_update_top_placement and str(fields.get("USE_PLACEMENT", "")).upper() == "Y":
+        _check_handler(cloud, d.get("PLACEMENT_HANDLER"))
+
+
+def _listed_robots(portal) -> list:
+    """What bizproc.robot.list shows: the portal's robots, or the stale snapshot a test set (a concurrent
+    sync changed them between our list and our batch)."""
+    return list(portal.stale_robot_list) if portal.stale_robot_list is not None else list(portal.robots)
+
+
+def _duplicate_add(portal) -> B24Error:
+    """A second add of a code: the core's pre-check (``ERROR_ACTIVITY_ALREADY_INSTALLED``), or its insert
+    failing when a concurrent add won (``ERROR_ACTIVITY_ADD_FAILURE``; ``cloud.robot_add_race``)."""
+    if portal.cloud.robot_add_race:
+        return B24Error("ERROR_ACTIVITY_ADD_FAILURE", "Activity or Robot already added", 400)
+    return B24Error("ERROR_ACTIVITY_ALREADY_INSTALLED", "Activity or Robot already installed!", 400)
 
 
 def _validate_code(code) -> None:
@@ -384,7 +406,7 @@ def robot_add(ctx: Ctx, p):
     portal = ctx.portal
     with portal.lock:
         if d["CODE"] in portal.robots:
-            raise B24Error("ERROR_ACTIVITY_ALREADY_INSTALLED", "Activity or Robot already installed!", 400)
+            raise _duplicate_add(portal)
         d.setdefault("AUTH_USER_ID", ctx.token.user_id)
         portal.robots[d["CODE"]] = d
     return True
@@ -403,6 +425,7 @@ def robot_update(ctx: Ctx, p):
     fields.pop("CODE", None)
     if not fields:
         raise _vf("No fields to update")
+    _check_update_placement(ctx, d, fields)
     fields = _validate_fields(ctx, fields, partial=True)
     with portal.lock:
         robot = portal.robots[code]
@@ -418,7 +441,8 @@ def robot_update(ctx: Ctx, p):
 
 @method("bizproc.robot.list", "bizproc")
 def robot_list(ctx: Ctx, p):
-    return list(ctx.portal.robots)
+    _require_admin(ctx)  # the core checks the admin right here too
+    return _listed_robots(ctx.portal)
 
 
 @method("bizproc.robot.delete", "bizproc")
