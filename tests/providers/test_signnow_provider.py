@@ -188,7 +188,7 @@ def test_role_based_send_with_order_auth_expiry_reminder_and_cc(account, emu, pd
     assert [(t["email"], t["role"], t["role_id"], t["order"]) for t in body["to"]] == [
         (ALICE, "Signer 1", roles["Signer 1"], 1), (BOB, "Signer 2", roles["Signer 2"], 2)]
     first = body["to"][0]
-    assert first["expiration_days"] == 10 and first["reminder"] == {"remind_after": 3, "remind_repeat": 3}
+    assert first["expiration_days"] == 10 and first["reminder"] == 3  # integer days, the documented form
     assert first["authentication_type"] == "password" and first["password"] == "s3cret"
     assert body["cc"] == [CAROL] and body["cc_step"] == [{"name": "CC 1", "email": CAROL, "step": 1}]
     assert {f["role"] for f in doc["fields"]} == {"Signer 1", "Signer 2"}
@@ -210,18 +210,17 @@ def test_parallel_signers_share_order_one_and_sms_auth(account, emu, pdf_file):
     result, _ = send(account, spec)
     to = invite_calls(emu)[0]["json"]["to"]
     assert [t["order"] for t in to] == [1, 1]
-    assert to[1]["authentication_type"] == "phone" and to[1]["phone"] == "+15550002222" and to[1]["method"] == "sms"
+    assert to[1]["authentication_type"] == "phone" and to[1]["phone"] == "+15550002222"
+    assert "method" not in to[1]  # undocumented: a strict server refuses it
     assert {fi["status"] for fi in emu.documents[result.external_id]["field_invites"]} == {"pending"}
 
 
-def test_reminder_falls_back_to_integer_days(account, emu, pdf_file):
-    emu.reminder_readings = {"int"}
+def test_the_reminder_goes_out_as_integer_days_in_one_call(account, emu, pdf_file):
     spec = make_spec(pdf_file, [Signer(email=ALICE)], expiry_days=20, reminder_days=4)
     send(account, spec)
     calls = invite_calls(emu)
-    assert [c["status"] for c in calls] == [400, 200]
-    assert calls[0]["json"]["to"][0]["reminder"] == {"remind_after": 4, "remind_repeat": 4}
-    assert calls[1]["json"]["to"][0]["reminder"] == 4
+    assert [c["status"] for c in calls] == [200]
+    assert calls[0]["json"]["to"][0]["reminder"] == 4
 
 
 def test_decline(account, emu, pdf_file):
@@ -246,7 +245,17 @@ def test_cancel_field_invite_and_again(account, emu, pdf_file):
     assert emu.calls_to("PUT", "fieldinvitecancel$")[0]["json"] == {"reason": "deal lost"}
     assert emu.documents[result.external_id]["cancelled_invites"]
     assert provider(account).status(req).status == states.CANCELLED
-    provider(account).cancel(req)  # a retried cancel is not an error (65615 "Field invite missing")
+    provider(account).cancel(req)  # a retried cancel re-reads the document and finds nothing to cancel
+    assert len(emu.calls_to("PUT", "fieldinvitecancel$")) == 1
+
+
+def test_a_refused_cancel_with_invites_still_open_is_not_taken_for_done(account, emu, pdf_file):
+    """65615 is documented for replace only: the cancel re-reads the document instead of guessing."""
+    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)]))
+    emu.cancel_refusal = (65615, "Field invite missing on this document.")
+    with pytest.raises(ProviderError):
+        provider(account).cancel(req, "deal lost")
+    assert provider(account).status(req).status == states.SENT  # still out for signature, and we say so
 
 
 def test_cancel_freeform(account, emu, pdf_file):
