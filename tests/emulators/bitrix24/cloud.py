@@ -23,7 +23,8 @@ class Bitrix24Cloud:
       ``oauth_delay``       -> seconds to sleep inside ``/oauth/token/`` (widens refresh race windows)
       ``second_event_send`` -> ``"error"`` (default) or ``"ignore"``: a second bizproc.event.send on a closed
                                workflow answers ``second_event_send_error`` or ``{"result": true}``
-      ``activity_log_requires_admin`` -> docs say admin, core has no check (U14); default False
+      ``activity_log_requires_admin`` -> the seed says admin, the core has no check (U14); default True (the
+                               stricter reading; docs/decisions.md)
       ``sign_error_status`` -> HTTP status of sign.b2e BAD_REQUEST errors: 400 as the core answers a
                                RestException (the seed's examples say 200; docs/decisions.md)
       ``robot_update_top_placement`` -> True: bizproc.robot.update validates a top-level PLACEMENT_HANDLER
@@ -47,7 +48,7 @@ class Bitrix24Cloud:
         # What the core answers a send to a finished workflow: CBPRuntime's "workflow not found" as a
         # RestException with the code "404" (docs/decisions.md).
         self.second_event_send_error = (400, "404", "Бизнес-процесс не найден")
-        self.activity_log_requires_admin = False
+        self.activity_log_requires_admin = True
         self.sign_error_status = 400
         self.robot_update_top_placement = True
         self.robot_add_race = False

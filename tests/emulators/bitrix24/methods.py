@@ -117,6 +117,17 @@ def _php_array(d: dict):
     return d
 
 
+BATCH_MAX = 50
+
+
+def _batch_overflow(items: list) -> tuple[list, dict]:
+    """The core runs the first 50 commands and answers each extra one in ``result_error`` with
+    ``ERROR_BATCH_LENGTH_EXCEEDED`` (the whole call still HTTP 200)."""
+    extra = {key: {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
+             for key, _ in items[BATCH_MAX:]}
+    return items[:BATCH_MAX], extra
+
+
 def batch(ctx: Ctx, params: dict, start: float) -> dict:
     portal = ctx.portal
     cmd = params.get("cmd") or {}
@@ -129,11 +140,11 @@ def batch(ctx: Ctx, params: dict, start: float) -> dict:
         listish = all(k.isdigit() for k, _ in items)
     else:
         raise B24Error("INVALID_REQUEST", "cmd must be an array", 400)
-    if len(items) > 50:
-        raise B24Error("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded", 400)
+    items, overflow = _batch_overflow(items)
     with portal.lock:
         portal.stats.batch_calls += 1
     results, errors, totals, nexts, times = {}, {}, {}, {}, {}
+    errors.update(overflow)
     inner = Ctx(portal, ctx.token, ctx.user, in_batch=True)
     for key, q in items:
         t0 = time.time()
@@ -519,13 +530,18 @@ def event_send(ctx: Ctx, p):
     return True
 
 
+def _activity_log_admin_only(ctx: Ctx) -> None:
+    """The seed: bizproc.activity.log is for administrators (``activity_log_requires_admin``, default on)."""
+    if ctx.portal.cloud.activity_log_requires_admin and not ctx.is_admin:
+        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
+
+
 @method("bizproc.activity.log", "bizproc")
 def activity_log(ctx: Ctx, p):
-    portal, cloud = ctx.portal, ctx.portal.cloud
+    portal = ctx.portal
     with portal.lock:
         portal.stats.activity_log_calls += 1
-    if cloud.activity_log_requires_admin and not ctx.is_admin:
-        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
+    _activity_log_admin_only(ctx)
     d = upper(p)
     with portal.lock:
         wf, live = _token_workflow(ctx, d.get("EVENT_TOKEN"))
