@@ -22,9 +22,12 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
+from . import proof
 from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
+from .robots import catalogue
+from .secrets import erase, unseal
 
 log = logging.getLogger("b24sign.pipeline")
 
@@ -64,9 +67,14 @@ def run(call_id: int) -> Outcome:
         if call.answer_attempts and call.answer:  # the work was done; only its answer is still owed
             answer(call, call.answer, call.answer_log)
             return Outcome()
+        if call.input_errors or call.code not in READS_FIRST:
+            proof.prove(call, B24Client(call.portal))  # nothing to read first: the proof goes alone
         if call.input_errors:
             raise InputError("; ".join(call.input_errors))
         ACTIONS[call.code](call)
+        return Outcome()
+    except proof.ForgedCall as exc:
+        proof.refuse(call, str(exc))
         return Outcome()
     except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
         return _retry_later(call, exc)
@@ -122,7 +130,8 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     req = call.signature_request
     resolver = Resolver(call, client)
     if req is None or req.send_phase != "sent":
-        resolver.read_crm()
+        resolver.read_crm()  # the call's first request carries its proof (proof.first_request)
+    proof.prove(call, client)  # a no-op once proven; nothing below happens for a forged call
     if req is None:
         account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
         if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
@@ -146,11 +155,12 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
-                auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
+                auth=props.get("signer_auth") or "none", auth_secret=unseal(props.get("signer_auth_secret")),
                 options=req.options)
             services.send_request(req, document, spec)
         finally:
             Path(document.path).unlink(missing_ok=True)
+    erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
@@ -232,6 +242,9 @@ def cancel(call: RobotCall) -> None:
         return
     answer(call, {"status": states.CANCELLED, "error": ""}, f"b24sign: request cancelled ({reason})")
 
+
+# Robots whose first request reads the CRM: their proof rides in that batch (Resolver.read_crm).
+READS_FIRST = {"b24sign_send", "b24sign_kedo_send"}
 
 ACTIONS = {
     "b24sign_send": send_for_signature,

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from b24app.frames import admin_view, ui_view
 from b24app.rest import B24Error
+from b24app.trust import stored_token_is_admin
 from bizproc_ext.models import RobotRegistration
 from bizproc_ext.registration import sync_robots
 from bizproc_ext.robots import CATALOGUE_VERSION, catalogue
@@ -109,6 +110,7 @@ def _settings_page(request, *, message="", error="", status=200, forms_by_code=N
     accounts = _accounts(portal)
     settings_row = PortalSettings.for_portal(portal)
     context = {**base_context(request, "settings"), "message": message, "error": error, "section": section,
+               "token_admin_ok": stored_token_is_admin(portal),
                "cards": _provider_cards(portal, accounts, forms_by_code, verdicts),
                "default_choices": [(a.provider, all_providers()[a.provider].label) for a in accounts.values()
                                    if a.enabled and a.provider in _send_providers()],

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from ..base import EmulatorServer, Request, json_response
 from .core import TOKEN_TTL, AccessToken, AuthCode, B24Error, RefreshToken, rand_hex, start_server
 
-DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e,humanresources.hcmlink"
+DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e,humanresources.hcmlink,im,userfieldconfig"
 
 if TYPE_CHECKING:  # portal.py imports this module; the annotation alone needs the name
     from .portal import Portal
