@@ -139,7 +139,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
             raise InputError(f"{account.provider} documents are sent with the HR document robot")
         signers = resolver.kedo_members() if kedo else resolver.signers()
-        options = _options(props, kedo)
+        options = request_options(props, kedo)
         title = props.get("title") or resolver.title()
         with transaction.atomic():
             req = services.create_request(call.portal, account, title=title, signers=signers,
@@ -186,8 +186,9 @@ def _reminder_days(robot_value, portal_default) -> int | None:
     return value or None
 
 
-def _options(props: dict, kedo: bool) -> dict:
-    """What the provider needs beyond the signers, kept on the request (never secrets)."""
+def request_options(props: dict, kedo: bool) -> dict:
+    """What the provider needs beyond the signers, kept on the request (never secrets): the robot's
+    ``signer_auth`` is kept as such, so a later replace-signer knows how the signers were protected."""
     if kedo:
         names = {"company_id": "company_id", "provider_uid": "provider_uid",
                  "region_document_type": "region_document_type", "responsible": "responsible_user_id"}
