@@ -32,6 +32,8 @@ B24_OAUTH_URL = env.str("B24_OAUTH_URL", default="https://oauth.bitrix.info/oaut
 B24_TRUSTED_OAUTH_HOSTS = env.list("B24_TRUSTED_OAUTH_HOSTS", default=["oauth.bitrix.info", "oauth.bitrix24.tech"])
 # Lets emulated portals on http://127.0.0.1 be used in tests and demos.  Never in production.
 ALLOW_HTTP_PORTALS = env.bool("ALLOW_HTTP_PORTALS", default=False)
+# Hosts (or host:port) that links may point to although they are private: tests and demos only.
+FETCH_PRIVATE_HOSTS = env.list("FETCH_PRIVATE_HOSTS", default=[])
 # Leaky bucket per portal (Bitrix24: burst 50 draining 2/s; Enterprise 250 and 5/s).  We keep a small
 # reserve under the portal's own limit because other apps on our egress IP share it.
 B24_RATE_BURST = env.int("B24_RATE_BURST", default=50)

@@ -3,7 +3,8 @@
 ``B24Client(portal).call("crm.item.get", {...})`` takes a slot from the portal's shared leaky bucket,
 sends the call with the portal's stored app token, refreshes once on ``expired_token``, backs off on
 ``QUERY_LIMIT_EXCEEDED``, pauses a method after ``OPERATION_TIME_LIMIT`` until ``operating_reset_at``,
-follows a portal rename (302) and remembers it, and raises :class:`B24Error` for everything else.
+follows a portal rename (302, once the OAuth server confirms it) and remembers it, and raises
+:class:`B24Error` for everything else.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from .. import coordination, http
 from ..models import Portal
 from .encoding import php_query
 from .errors import B24Error
-from .oauth import refresh_portal_tokens
+from .oauth import app_info, refresh_portal_tokens
 
 log = logging.getLogger("b24sign.rest")
 
@@ -186,10 +187,23 @@ class B24Client:
                 return None
 
     def _follow_rename(self, location: str, method: str) -> None:
-        """Bitrix24 answers a renamed portal's old host with a 302: move the portal there for good."""
+        """Bitrix24 answers a renamed portal's old host with a 302: move the portal there for good, but
+        only once the trusted OAuth server's ``app.info`` says our token's portal now lives there (a
+        302 alone could come from whoever holds the old host, and would get our tokens next)."""
         parts = urlsplit(location)
         if not parts.netloc or (parts.scheme != "https" and not settings.ALLOW_HTTP_PORTALS):
             raise B24Error("BAD_REDIRECT", "portal redirected to an unusable location", method=method)
+        try:
+            info = app_info(self.portal.access_token, self.portal.server_endpoint)
+        except B24Error as exc:
+            raise B24Error("BAD_REDIRECT", f"portal move could not be confirmed ({exc.error})", method=method) from exc
+        install = info.get("install") if isinstance(info.get("install"), dict) else {}
+        confirmed = urlsplit(str(install.get("client_endpoint") or info.get("client_endpoint") or ""))
+        member_id = str(install.get("member_id") or info.get("member_id") or "")
+        if confirmed.netloc.lower() != parts.netloc.lower() or member_id != self.portal.member_id:
+            log.warning("portal %s: redirect to %s not confirmed by the OAuth server; not followed",
+                        self.portal.member_id, parts.netloc)
+            raise B24Error("BAD_REDIRECT", "portal redirect not confirmed by the OAuth server", method=method)
         endpoint = f"{parts.scheme}://{parts.netloc}/rest/"
         Portal.objects.filter(pk=self.portal.pk).update(domain=parts.netloc, client_endpoint=endpoint)
         self.portal.domain, self.portal.client_endpoint = parts.netloc, endpoint

@@ -46,7 +46,7 @@ def test_forged_call_for_a_confidential_drive_file_reads_and_sends_nothing(porta
                                                                           memory_provider, deal, pdf_bytes):
     """The attack from the issue: a manager posts a call with a valid application token, a Drive file id
     and their own address; the worker must not read the file, download it or send it anywhere."""
-    secret_file = portal_a.emu.store_file("salaries.pdf", pdf_bytes)
+    secret_file = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes)
     props = {**SEND_PROPS, "document_source": "disk", "document_id": str(secret_file),
              "signer_contacts": "none", "signer_emails": "attacker@evil.test"}
     wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=props, deliver=False)
