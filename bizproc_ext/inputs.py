@@ -97,6 +97,9 @@ class Resolver:
         calls.update(speculative)
         result = proof.first_request(self.call, self.client, calls)
         for key, err in result.errors.items():
+            if key in ("disk", "docgen") and err.get("error") == "ACCESS_DENIED":
+                what = "Drive file" if key == "disk" else "generated document"
+                raise InputError(f"the user this rule runs as cannot read the {what} {props.get('document_id')}")
             if key in ("item", "disk", "docgen"):
                 raise InputError(f"cannot read {key}: {err.get('error_description') or err.get('error')}")
         self.reads = result.results

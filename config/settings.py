@@ -92,9 +92,12 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=360)
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
                                         default=str(BASE_DIR / "var" / "celerybeat-schedule"))
-ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CELERY_TASK_TIME_LIMIT
+# A running call's lease (renewed by its worker every third of it) and how long a queued call may sit
+# unpublished: a SIGKILLed worker's calls are running again within LEASE + one sweep (docs/decisions.md).
+ROBOT_CALL_LEASE = env.int("ROBOT_CALL_LEASE", default=45)
+ROBOT_CALL_REPUBLISH_AFTER = env.int("ROBOT_CALL_REPUBLISH_AFTER", default=60)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
+    "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 30.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
     "answer-finished-requests": {"task": "bizproc_ext.tasks.answer_finished_requests", "schedule": 120.0},

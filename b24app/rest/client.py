@@ -47,8 +47,15 @@ class BatchResult:
 
 
 class B24Client:
-    def __init__(self, portal):
+    """``user_token``: act as that user (a robot's run-as user) instead of with the portal's stored admin
+    token; it is never refreshed, and it is never used for admin-only methods."""
+
+    ADMIN_ONLY = ("bizproc.robot.", "placement.", "event.")
+
+    def __init__(self, portal, user_token: str = "", user_refresh=None):
         self.portal = portal
+        self.user_token = user_token
+        self.user_refresh = user_refresh  # () -> a fresh user token (raises B24Error when it cannot)
         self.requests_sent = 0
 
     # -- public ------------------------------------------------------------------------------------
@@ -89,13 +96,16 @@ class B24Client:
         while True:
             self._throttle(method)
             portal = self.portal
-            if not portal.access_token or (portal.token_expires_at and portal.token_expires_at <= timezone.now()):
+            if self.user_token and method.startswith(self.ADMIN_ONLY):
+                raise B24Error("ADMIN_ONLY", f"{method} is never called with a user's token", method=method)
+            if not self.user_token and (not portal.access_token or (
+                    portal.token_expires_at and portal.token_expires_at <= timezone.now())):
                 if not refreshed:  # known expired: refresh first instead of spending a request on a 401
                     refresh_portal_tokens(portal, portal.token_version)
                     refreshed = True
             url = f"{portal.client_endpoint.rstrip('/')}/{method}.json"
             try:
-                resp = http.request("POST", url, json={**params, "auth": portal.access_token},
+                resp = http.request("POST", url, json={**params, "auth": self.user_token or portal.access_token},
                                     allow_redirects=False)
             except requests.RequestException as exc:
                 raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
@@ -120,6 +130,13 @@ class B24Client:
                 return data
 
             description = str(data.get("error_description", ""))
+            if error in ("expired_token", "invalid_token") and self.user_token:
+                if self.user_refresh is None or refreshed:
+                    raise B24Error("USER_TOKEN_EXPIRED", "the run-as user's authorization is no longer valid",
+                                   status=resp.status_code, method=method)
+                self.user_token = self.user_refresh()
+                refreshed = True
+                continue
             if error in ("expired_token", "invalid_token") and not refreshed:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
