@@ -64,6 +64,7 @@ class RobotCall(models.Model):
     answer_log = models.TextField(blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     answer_error = models.TextField(blank=True)
+    answer_attempts = models.PositiveIntegerField(default=0)  # bizproc.event.send tries (capped)
 
     signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True,
                                           on_delete=models.SET_NULL, related_name="robot_calls")

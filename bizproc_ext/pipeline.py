@@ -24,9 +24,11 @@ from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
 from . import lease, proof
-from .answers import answer, answer_waiting_calls, error_values, log_line
+from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
+from .robots import catalogue
+from .secrets import erase, unseal
 
 log = logging.getLogger("b24sign.pipeline")
 
@@ -69,6 +71,9 @@ def _run(call: RobotCall) -> Outcome:
         if call.answer_state != "pending":  # answered before a crash: nothing left to do
             _release(call, RobotCall.DONE)
             return Outcome()
+        if call.answer_attempts and call.answer:  # the work was done; only its answer is still owed
+            answer(call, call.answer, call.answer_log)
+            return Outcome()
         if call.input_errors or call.code not in READS_FIRST:
             proof.prove(call, reader(call))  # nothing to read first: the proof goes alone
         if call.input_errors:
@@ -80,6 +85,8 @@ def _run(call: RobotCall) -> Outcome:
         proof.refuse(call, str(exc))
         forget_user_token(call)
         return Outcome()
+    except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
+        return _retry_later(call, exc)
     except (InputError, ProviderError, B24Error) as exc:
         permanent = getattr(exc, "permanent", False)
         if permanent or call.attempts >= MAX_ATTEMPTS:
@@ -153,11 +160,10 @@ def _fail(call: RobotCall, message: str) -> Outcome:
     RobotCall.objects.filter(pk=call.pk).update(last_error=message[:2000])
     try:
         answer(call, error_values(call.code, message, str(req.public_id) if req else ""), f"b24sign: {message}")
-    except B24Error as exc:  # Bitrix24 itself unreachable: keep the call for the sweeper to answer later
-        delay = getattr(exc, "retry_after", None) or 60.0
+    except AnswerPending as exc:  # Bitrix24 refused for now: answered later (answers.py caps the tries)
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.QUEUED, last_error=message[:2000], lease_until=None,
-                                                   retry_at=timezone.now() + timedelta(seconds=delay))
-        return Outcome(retry_in=delay)
+                                                   retry_at=timezone.now() + timedelta(seconds=exc.retry_after))
+        return Outcome(retry_in=exc.retry_after)
     _release(call, RobotCall.DONE)
     forget_user_token(call)
     return Outcome()
@@ -200,11 +206,12 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
-                auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
+                auth=props.get("signer_auth") or "none", auth_secret=unseal(props.get("signer_auth_secret")),
                 options=req.options)
             services.send_request(req, document, spec)
         finally:
             Path(document.path).unlink(missing_ok=True)
+    erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"

@@ -27,7 +27,7 @@ log = logging.getLogger("b24sign.robots")
 PROOF = "proof"
 RECEIVED = "received by b24sign"
 # Errors inside the batch that say "not now" rather than "not this token": retried like any other call.
-_TRANSIENT = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR", "ERROR_CORE"}
+_TRANSIENT = {"QUERY_LIMIT_EXCEEDED", "OPERATION_TIME_LIMIT", "INTERNAL_SERVER_ERROR"}
 
 
 class ForgedCall(Exception):

@@ -39,6 +39,7 @@ class Prop:
     default: object = None
     options: dict[str, T] | None = None  # select: option key -> localized label
     description: T | None = None
+    secret: bool = False  # sealed at rest in the call row, erased once sent (bizproc_ext.secrets)
 
     def payload(self, lang: str) -> dict:
         data: dict = {"Name": self.name, "Type": self.type,
@@ -182,7 +183,7 @@ def _send_robot() -> Robot:
                                          "sms": t("SMS code", "Код по SMS", "SMS-Code"),
                                          "email_otp": t("Email code", "Код по e-mail", "E-Mail-Code")}),
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
-                                         "Passwort / Zugangscode")),
+                                         "Passwort / Zugangscode"), secret=True),
             "wait": WAIT_PROP,
         },
         return_properties=RESULT_PROPS,

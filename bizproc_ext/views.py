@@ -22,6 +22,7 @@ from b24app.lifecycle import Rejected, verified_portal
 from .models import RobotCall
 from .parsing import MalformedCall, envelope, typed_properties
 from .robots import catalogue
+from .secrets import seal
 from .tasks import process_robot_call
 
 log = logging.getLogger("b24sign.robots")
@@ -55,6 +56,7 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
         # proves nothing (the activity closed at once), so such a call could never be proven.
         return _refuse(400, "use_subscription must be Y for this robot")
     values, errors = typed_properties(robot, call.raw_properties)
+    values = seal(robot, values)  # the signer's password is never stored in clear
     auth = call.auth
     try:
         row = _record(

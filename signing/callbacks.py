@@ -63,7 +63,10 @@ def apply(req: SignatureRequest, event: WebhookEvent, light: dict, refresh) -> b
     if not req.log("webhook", event.kind, source="webhook", payload=light, dedupe_key=f"wh:{event.dedupe_key}"[:255]):
         return False  # the same delivery again
     if event.files:
-        services.store_signed_files(req, event.files)
+        try:
+            services.store_signed_files(req, event.files)
+        except ProviderError as exc:  # not a PDF, or too big: never reaches the CRM; finalize asks the API
+            log.warning("webhook for request %s: attached file refused (%s)", req.public_id, exc)
     if req.send_phase != "sent":  # the send is still running: keep it for the replay
         req.log(EARLY, event.kind, source="webhook", payload={
             "status_hint": event.status_hint or "", "signer_email": event.signer_email or "", "raw": light})

@@ -4,7 +4,10 @@ from __future__ import annotations
 from django.db import transaction
 from django.dispatch import receiver
 
+from b24app import signals as platform
+
 from .callbacks import replay_if_sent
+from .models import ProviderAccount, SignatureRequest
 from .signals import request_ended, request_sent
 from .tasks import finalize_request
 
@@ -21,3 +24,17 @@ def replay_early_callbacks(sender, request, **kwargs):
     # A signer may have signed while the send was running: apply what they did now, not at the first poll.
     pk = request.pk
     transaction.on_commit(lambda: replay_if_sent(pk), robust=True)
+
+
+@receiver(platform.app_uninstalled, dispatch_uid="signing.purge_on_clean_uninstall")
+def purge_on_clean_uninstall(sender, portal, clean, **kwargs):
+    """``CLEAN=1``: the portal's requests, their signed files and its provider accounts (with their secrets)
+    go before the portal row (``SignatureRequest.account`` is PROTECT, so the order matters)."""
+    if not clean:
+        return
+    requests = SignatureRequest.objects.filter(portal=portal)
+    names = [name for pair in requests.values_list("signed_file", "audit_file") for name in pair if name]
+    requests.delete()
+    ProviderAccount.objects.filter(portal=portal).delete()
+    storage = SignatureRequest._meta.get_field("signed_file").storage
+    transaction.on_commit(lambda: [storage.delete(name) for name in names], robust=True)

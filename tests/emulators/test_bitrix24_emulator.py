@@ -401,6 +401,9 @@ def test_crm_files_and_download_headers(portal):
     assert call(portal, "crm.item.get", at, entityTypeId=2, id=999).json()["error"] == "NOT_FOUND"
     sid = portal.crm.add_smart_item(177, "SP item")
     assert call(portal, "crm.item.get", at, entityTypeId=177, id=sid).status_code == 200
+    # Bitrix24 ignores a user field that does not exist: create it first, as the app does
+    assert call(portal, "crm.deal.userfield.add", at, fields={"FIELD_NAME": "SIGNED", "USER_TYPE_ID": "file"}
+                ).status_code == 200
     r = call(portal, "crm.item.update", at, entityTypeId=2, id=did,
              fields={"ufCrm_signed": ["signed.pdf", base64.b64encode(pdf).decode()]})
     assert portal.crm.file_bytes(2, did, "ufCrm_signed") == pdf and "urlMachine" in r.json()["result"]["item"][
@@ -465,7 +468,17 @@ def test_sign_send_validation(portal, over, msg):
     at, _ = admin_token(portal)
     portal.add_user(2, "emp@x.io", "Emp")
     r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, **over))
-    assert r.status_code == 200 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+
+
+@pytest.mark.parametrize("name", ["Deal #42.pdf", "O'Brien.pdf", "A & B.pdf", "a;b.pdf", "~x.pdf", "a/b.pdf",
+                                  "a\\b.pdf", "a:b.pdf", "a\x01.pdf", "x\u202efdp.pdf", "   "])
+def test_sign_send_refuses_file_names_the_core_refuses(portal, name):
+    at, _ = admin_token(portal)
+    portal.add_user(2, "emp@x.io", "Emp")
+    files = [{"fileName": name, "fileType": "application/pdf", "fileContent": base64.b64encode(make_pdf("x")).decode()}]
+    r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, files=files))
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": "[files] Invalid file name."}
 
 
 def test_sign_flow_with_events(portal, app):
@@ -489,7 +502,8 @@ def test_sign_flow_with_events(portal, app):
     [row] = call(portal, "sign.b2e.mysafe.tail", at).json()["result"]
     assert row["title"] == "contract"
     assert is_pdf(requests.get(row["file_url"], headers=BROWSER, timeout=5).content)
-    assert call(portal, "sign.b2e.document.get", at, uid="nope").json()["error_description"] == "Document not found"
+    missing = call(portal, "sign.b2e.document.get", at, uid="nope")
+    assert missing.status_code == 400 and missing.json() == {"error": "", "error_description": "Document not found."}
 
 
 def test_batch_over_get_and_form(portal):

@@ -82,7 +82,7 @@ def test_the_run_as_token_is_stored_encrypted(portal_a, deal, pdf_bytes):
 def test_admin_only_methods_never_run_on_a_users_token(portal_a):
     user_token = portal_a.emu.issue_tokens(MANAGER)["access_token"]
     before = portal_a.emu.stats.requests
-    for method in ("bizproc.robot.list", "placement.bind", "event.bind"):
+    for method in ("bizproc.robot.list", "placement.bind", "event.bind", "event.get"):
         with pytest.raises(B24Error) as info:
             B24Client(portal_a.db, user_token=user_token).call(method, {})
         assert info.value.error == "ADMIN_ONLY"

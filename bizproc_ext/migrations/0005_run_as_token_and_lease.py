@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('b24app', '0001_initial'),
-        ('bizproc_ext', '0003_robotcall_proven_at'),
+        ('bizproc_ext', '0004_merge_proof_answer_attempts'),
         ('signing', '0002_portal_settings'),
     ]
 
