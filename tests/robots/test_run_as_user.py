@@ -113,3 +113,14 @@ def test_an_expired_run_as_token_without_a_refresh_token_fails_clearly(portal_a,
     assert wf.return_values["status"] == "error"
     assert "run-as user's authorization" in wf.return_values["error"]
     assert portal_a.emu.stats.downloads == 0 and memory_provider.sends == 0
+
+
+@pytest.mark.django_db
+def test_admin_only_methods_inside_a_batch_never_run_on_a_users_token(portal_a):
+    user_token = portal_a.emu.issue_tokens(MANAGER)["access_token"]
+    before = portal_a.emu.stats.requests
+    with pytest.raises(B24Error) as info:
+        B24Client(portal_a.db, user_token=user_token).batch({"me": ("user.current", {}),
+                                                             "robots": ("bizproc.robot.list", {})})
+    assert info.value.error == "ADMIN_ONLY"
+    assert portal_a.emu.stats.requests == before
