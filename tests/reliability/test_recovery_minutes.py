@@ -71,3 +71,27 @@ def test_sigkill_mid_twenty_calls_every_call_answered_once_within_two_minutes(
     assert all(wf.return_values["status"] == "sent" for wf in flows)
     assert len(invites(signnow)) == CALLS
     assert sorted(e["to"] for e in invites(signnow)) == sorted(f"anna{i}@customer.test" for i in range(CALLS))
+
+
+def test_a_download_longer_than_the_lease_is_not_taken_over(live_portal_a, signnow, fast_portal_limits, pdf_bytes,
+                                                             worker_env, workers, settings):
+    """The heartbeat renews the lease while the worker streams a slow document, so the sweeper (run
+    every second here) leaves the call alone: one attempt, one invite, one answer."""
+    settings.ROBOT_CALL_LEASE = 3
+    fast_portal_limits(live_portal_a)
+    connect_signnow(live_portal_a.db)
+    emu = live_portal_a.emu
+    anna = emu.crm.add_contact("Anna", "Buyer", emails=["anna@customer.test"])
+    deal = emu.crm.add_deal("Deal", contact_ids=[anna], files={"ufCrmContract": ("contract.pdf", pdf_bytes)})
+    slow_file = Gate(emu.server, "GET", r"^/rest/crm\.controller\.item\.getFile", hold=10)  # > 3 leases
+    worker = workers(worker_env(), concurrency=2)  # a free process to take the call over if it could
+    wf = emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+    assert slow_file.arrived.wait(60), worker.log()[-3000:]
+
+    def answered():
+        sweep_robot_calls.delay()
+        return wf.answers
+    wait_until(answered, 60, 1.0, lambda: f"the answer:\n{worker.log()[-3000:]}")
+    call = RobotCall.objects.get()
+    assert call.attempts == 1  # never reset and re-run while the download was slow
+    assert len(wf.answers) == 1 and len(invites(signnow)) == 1
