@@ -1,6 +1,7 @@
 """Portals: one row per Bitrix24 account that installed b24sign, keyed by its stable member_id."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -55,6 +56,16 @@ class Portal(models.Model):
 
     def __str__(self):
         return f"{self.domain} ({self.member_id[:8]})"
+
+    @property
+    def granted_scopes(self) -> frozenset[str]:
+        """The scopes Bitrix24 granted the app on this portal (``APPLICATION_SCOPE`` / ``app.info``)."""
+        return frozenset(s for s in re.split(r"[,\s]+", self.scope or "") if s)
+
+    def missing_scopes(self, needed) -> list[str]:
+        """Of ``needed``, the scopes not granted (nothing when the grant is unknown: an old row)."""
+        granted = self.granted_scopes
+        return sorted(set(needed) - granted) if granted else []
 
     @property
     def is_installed(self) -> bool:

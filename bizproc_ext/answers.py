@@ -101,7 +101,7 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
 
     Returns False when the call had already been answered (or is being answered elsewhere).
     """
-    values = {k: ("" if v is None else v) for k, v in values.items()}
+    values = declared_only(call.code, {k: ("" if v is None else v) for k, v in values.items()})
     if call.use_subscription:
         _wait_while_blocked(call.portal)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
@@ -174,9 +174,15 @@ def answer_waiting_calls(req: SignatureRequest) -> None:
             log.info("answer for waiting call %s deferred: %s", call.pk, exc)
 
 
+def declared_only(robot_code: str, values: dict) -> dict:
+    """Only the robot's declared RETURN_PROPERTIES go into RETURN_VALUES (Bitrix24 drops the others)."""
+    robots = catalogue()
+    declared = robots[robot_code].return_properties if robot_code in robots else values
+    return {k: v for k, v in values.items() if k in declared}
+
+
 def error_values(robot_code: str, message: str, request_id: str = "") -> dict:
     values = {"status": "error", "error": message[:MAX_LOG]}
     if request_id:
         values["request_id"] = request_id
-    declared = catalogue()[robot_code].return_properties if robot_code in catalogue() else values
-    return {k: v for k, v in values.items() if k in declared}
+    return declared_only(robot_code, values)

@@ -88,6 +88,8 @@ def _run(call: RobotCall) -> Outcome:
     except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
         return _retry_later(call, exc)
     except (InputError, ProviderError, B24Error) as exc:
+        if call.signature_request is not None:
+            services.report_provider_error(call.signature_request.account, exc)
         permanent = getattr(exc, "permanent", False)
         if permanent or call.attempts >= MAX_ATTEMPTS:
             return _fail(call, _message(exc))
@@ -188,7 +190,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
             raise InputError(f"{account.provider} documents are sent with the HR document robot")
         signers = resolver.kedo_members() if kedo else resolver.signers()
-        options = _options(props, kedo)
+        options = request_options(props, kedo)
         title = props.get("title") or resolver.title()
         with transaction.atomic():
             req = services.create_request(call.portal, account, title=title, signers=signers,
@@ -235,8 +237,9 @@ def _reminder_days(robot_value, portal_default) -> int | None:
     return value or None
 
 
-def _options(props: dict, kedo: bool) -> dict:
-    """What the provider needs beyond the signers, kept on the request (never secrets)."""
+def request_options(props: dict, kedo: bool) -> dict:
+    """What the provider needs beyond the signers, kept on the request (never secrets): the robot's
+    ``signer_auth`` is kept as such, so a later replace-signer knows how the signers were protected."""
     if kedo:
         names = {"company_id": "company_id", "provider_uid": "provider_uid",
                  "region_document_type": "region_document_type", "responsible": "responsible_user_id"}

@@ -124,3 +124,35 @@ def test_admin_only_methods_inside_a_batch_never_run_on_a_users_token(portal_a):
                                                              "robots": ("bizproc.robot.list", {})})
     assert info.value.error == "ADMIN_ONLY"
     assert portal_a.emu.stats.requests == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("admin_only_log", [False, True])
+def test_the_proof_works_for_a_non_admin_run_as_user_under_both_readings(portal_a, memory_account, memory_provider,
+                                                                        deal, pdf_bytes, admin_only_log):
+    """The core lets any user log with a valid token (one request: proof and reads); the docs say
+    administrators only (then the proof goes again with the stored token, and the reads as the user)."""
+    portal_a.cloud.activity_log_requires_admin = admin_only_log
+    shared = portal_a.emu.crm.add_disk_file("contract.pdf", pdf_bytes, owner=1, shared_with=[MANAGER])
+    wf = _drive_call(portal_a, deal, shared, user_id=MANAGER)
+    portal_a.emu.rest_log.clear()
+    run_worker()
+    assert wf.return_values["status"] == "sent" and wf.log[0] == "received by b24sign"
+    batches = [r for r in portal_a.emu.rest_log if r["method"] == "batch"]
+    reads = [r for r in batches if any(str(c).startswith("disk.file.get") for c in r["params"]["cmd"].values())]
+    assert reads[-1]["user_id"] == MANAGER
+    assert len(batches[:batches.index(reads[-1]) + 1]) == (3 if admin_only_log else 1)
+
+
+@pytest.mark.django_db
+def test_a_forged_call_of_a_non_admin_is_still_refused_when_logging_is_admin_only(portal_a, memory_account,
+                                                                                  memory_provider, deal, pdf_bytes):
+    portal_a.cloud.activity_log_requires_admin = True
+    secret = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes, owner=1, shared_with=[MANAGER])
+    wf = _drive_call(portal_a, deal, secret, user_id=MANAGER, deliver=False)
+    forged = [(k, wf.event_token[:-4] + "0000" if k == "event_token" else v) for k, v in wf.pairs]
+    assert portal_a.emu.post_robot_call(wf, forged).status_code == 200
+    portal_a.emu.stats.by_method.clear()
+    run_worker()
+    assert portal_a.emu.stats.by_method["disk.file.get"] == 0 and portal_a.emu.stats.downloads == 0
+    assert memory_provider.sends == 0 and RobotCall.objects.get().answer_state == "refused"
