@@ -11,6 +11,8 @@ def check_b24sign_deploy(app_configs, **kwargs):
                               "derived from SECRET_KEY.", id="b24sign.E001"))
     if settings.ALLOW_HTTP_PORTALS:
         problems.append(Error("ALLOW_HTTP_PORTALS is on: only for tests and demos.", id="b24sign.E002"))
+    if settings.FETCH_PRIVATE_HOSTS:
+        problems.append(Error("FETCH_PRIVATE_HOSTS is set: links could reach private addresses.", id="b24sign.E003"))
     if not settings.APP_BASE_URL.startswith("https://"):
         problems.append(Warning("APP_BASE_URL is not https: Bitrix24 portals will refuse http handlers.",
                                 id="b24sign.W001"))

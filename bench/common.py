@@ -34,7 +34,7 @@ def bench_env(**extra) -> dict:
         "DEBUG": "0", "SECRET_KEY": "bench-secret-key-not-for-production-0123456789abcdefghijklmnopqrstuv",
         "FIELD_ENCRYPTION_KEYS": "q7F4rjLbq9j3kK0mQeVv5x8pA1Rz0dWq2sYc6nHt3uE=",
         "DATABASE_URL": DATABASE_URL, "CONN_MAX_AGE": "60", "REDIS_URL": REDIS_URL, "CELERY_BROKER_URL": BROKER_URL,
-        "ALLOW_HTTP_PORTALS": "1", "SECURE_SSL_REDIRECT": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
+        "ALLOW_HTTP_PORTALS": "1", "FETCH_PRIVATE_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost,testserver",
         "B24_CLIENT_ID": CLIENT_ID, "B24_CLIENT_SECRET": CLIENT_SECRET, "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }

@@ -8,9 +8,11 @@ in memory whole.
 """
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -21,6 +23,8 @@ from signing.base import DocumentFile, ProviderError, Signer
 
 from . import proof
 
+log = logging.getLogger("b24sign.inputs")
+NOT_DOWNLOADED = "the document could not be downloaded"
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PREFETCH_CONTACTS = 5  # "all contacts": fetched in the first batch up to this many
 
@@ -93,6 +97,9 @@ class Resolver:
         calls.update(speculative)
         result = proof.first_request(self.call, self.client, calls)
         for key, err in result.errors.items():
+            if key in ("disk", "docgen") and err.get("error") == "ACCESS_DENIED":
+                what = "Drive file" if key == "disk" else "generated document"
+                raise InputError(f"the user this rule runs as cannot read the {what} {props.get('document_id')}")
             if key in ("item", "disk", "docgen"):
                 raise InputError(f"cannot read {key}: {err.get('error_description') or err.get('error')}")
         self.reads = result.results
@@ -200,12 +207,12 @@ class Resolver:
                 value = value[0] if value else None
             if not isinstance(value, dict) or not (value.get("urlMachine") or value.get("url")):
                 raise InputError(f"the field {code} holds no file")
-            return str(value.get("urlMachine") or value["url"]), f"{self.title()}.pdf", True
+            return self._portal_link(str(value.get("urlMachine") or value["url"])), f"{self.title()}.pdf", True
         if source == "disk":
             info = self.reads.get("disk") or {}
             if not info.get("DOWNLOAD_URL"):
                 raise InputError("the Drive file cannot be read")
-            return str(info["DOWNLOAD_URL"]), str(info.get("NAME") or "document.pdf"), True
+            return self._portal_link(str(info["DOWNLOAD_URL"])), str(info.get("NAME") or "document.pdf"), True
         if source == "docgen":
             doc = (self.reads.get("docgen") or {}).get("document") or self.reads.get("docgen") or {}
             url = doc.get("pdfUrlMachine") or doc.get("pdfUrl")
@@ -213,46 +220,72 @@ class Resolver:
                 # PDF conversion is asynchronous: a transient error, so the task retries shortly
                 raise ProviderError("the generated document's PDF is not ready yet", code="docgen_pending",
                                     retry_after=20)
-            return str(url), f"{doc.get('title') or self.title()}.pdf", True
+            return self._portal_link(str(url)), f"{doc.get('title') or self.title()}.pdf", True
         if source == "url":
             url = str(props.get("document_url") or "")
-            try:
-                http.check_public_url(url)
-            except http.UnsafeURL as exc:
-                raise InputError(f"document link refused: {exc}") from None
-            return url, Path(url.split("?")[0]).name or "document.pdf", False
+            scheme = urlsplit(url).scheme
+            if scheme != "https" and not (settings.ALLOW_HTTP_PORTALS and scheme == "http"):
+                raise InputError(f"{NOT_DOWNLOADED} (the link must be a public https:// address)")
+            # The address is checked (and pinned) by http.fetch, once, right before it connects.
+            return url, Path(urlsplit(url).path).name or "document.pdf", False
         raise InputError(f"unknown document source {source!r}")
 
+    def _portal_link(self, url: str) -> str:
+        """A file link Bitrix24 gave us: https on the portal's own host, or refused (it carries auth)."""
+        endpoint = urlsplit(self.call.portal.client_endpoint)
+        full = urljoin(f"{endpoint.scheme}://{endpoint.netloc}/", url)
+        parts = urlsplit(full)
+        secure = parts.scheme == "https" or (settings.ALLOW_HTTP_PORTALS and parts.scheme == "http")
+        if not secure or parts.netloc.lower() != endpoint.netloc.lower():
+            log.warning("robot call %s: file link not on the portal's host refused: %s", self.call.pk,
+                        http.redact(full))
+            raise InputError(f"{NOT_DOWNLOADED} (the file link is not on this portal)")
+        return full
+
     def download(self, directory: str | None = None) -> DocumentFile:
+        """Stream the document to a temporary file.  What goes back to the workflow never names a host,
+        a port or a status (that would make the robot a port scanner): the details go to our log."""
         url, name, portal_link = self.document_url()
         if not name.lower().endswith(".pdf"):
             name = f"{name.rsplit('.', 1)[0]}.pdf"
         limit = settings.B24_DOCUMENT_MAX_BYTES
         headers = {"Accept": "application/pdf, */*", "Accept-Language": "en"}
+        trusted = ""
         if portal_link:  # Bitrix24 file links want browser-like headers (spec §7.4)
             headers["Referer"] = f"{self.call.portal.base_url}/"
+            trusted = urlsplit(self.call.portal.client_endpoint).netloc
+
+        def refuse(reason: str, detail: str) -> InputError:
+            log.info("robot call %s: download of %s failed: %s", self.call.pk, http.redact(url), detail)
+            return InputError(reason if portal_link else NOT_DOWNLOADED)
+
         tmp = tempfile.NamedTemporaryFile(prefix="b24sign-", suffix=".pdf", delete=False, dir=directory)
         size = 0
         try:
-            with http.request("GET", url, headers=headers, stream=True, timeout=(5, 120)) as resp:
-                if resp.status_code in (401, 403, 404):
-                    raise InputError(f"the document could not be downloaded (HTTP {resp.status_code})")
+            with http.fetch(url, headers=headers, timeout=(5, 120), trusted_netloc=trusted) as resp:
+                if resp.status_code in (401, 403, 404) or 300 <= resp.status_code < 400:
+                    raise refuse(NOT_DOWNLOADED, f"HTTP {resp.status_code}")
                 if resp.status_code >= 400:
-                    raise ProviderError(f"document download failed (HTTP {resp.status_code})", code="download")
+                    log.info("robot call %s: download failed: HTTP %s", self.call.pk, resp.status_code)
+                    raise ProviderError(NOT_DOWNLOADED, code="download")
                 for chunk in resp.iter_content(chunk_size=256 * 1024):
                     size += len(chunk)
                     if size > limit:
-                        raise InputError(f"the document is larger than {limit // (1024 * 1024)} MB")
+                        raise refuse(f"the document is larger than {limit // (1024 * 1024)} MB", "too large")
                     tmp.write(chunk)
             tmp.close()
             with open(tmp.name, "rb") as fh:
                 if not fh.read(5).startswith(b"%PDF-"):
-                    raise InputError("the document is not a PDF")
+                    raise refuse("the document is not a PDF", "not a PDF")
             if size == 0:
-                raise InputError("the document is empty")
+                raise refuse("the document is empty", "empty")
+        except http.UnsafeURL as exc:
+            Path(tmp.name).unlink(missing_ok=True)
+            raise refuse(NOT_DOWNLOADED, f"refused: {exc}") from None
         except requests.RequestException as exc:
             Path(tmp.name).unlink(missing_ok=True)
-            raise ProviderError(f"document download failed ({exc.__class__.__name__})", code="download") from exc
+            log.info("robot call %s: download failed: %s", self.call.pk, exc.__class__.__name__)
+            raise ProviderError(NOT_DOWNLOADED, code="download") from exc
         except Exception:
             Path(tmp.name).unlink(missing_ok=True)
             raise

@@ -5,6 +5,7 @@ from django.db import models
 from django.utils import timezone
 
 from b24app.crm import crm_entity
+from b24app.crypto import EncryptedTextField
 from b24app.models import Portal
 
 
@@ -36,15 +37,23 @@ class RobotCall(models.Model):
     use_subscription = models.BooleanField(default=True)
     timeout_duration = models.PositiveIntegerField(default=0)
     queued_ts = models.DateTimeField(null=True, blank=True, help_text="ts: when the portal queued it")
-    # The call's own auth (run-as user's token) is not kept: the worker acts with the portal's app-context
-    # tokens (spec U3/U4: robot auth may lack tokens), so no user token is ever stored.
     auth_user_id = models.PositiveIntegerField(null=True, blank=True)
+    # The run-as user's own token (auth[access_token]), encrypted: the worker reads the CRM and downloads
+    # with that user's rights, and forgets it once the call no longer needs it.  Empty: the call came
+    # without one (spec U3/U4), and the portal's stored token is used.
+    auth_access_token = EncryptedTextField(blank=True)
+    auth_refresh_token = EncryptedTextField(blank=True)  # to renew that token if it expires meanwhile
+    auth_expires_at = models.DateTimeField(null=True, blank=True)
 
     state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Set by the drainer when the task is published (the handler only inserts; drainer.py).
     published_at = models.DateTimeField(null=True, blank=True)
+    # A running call's lease, renewed by its worker's heartbeat (lease.py); expired: the worker is gone.
+    lease_until = models.DateTimeField(null=True, blank=True)
+    # A queued call waiting out its backoff: the sweeper leaves it alone until then.
+    retry_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     # When Bitrix24 accepted bizproc.activity.log with the call's event_token (bizproc_ext/proof.py):
     # nothing the call does happens before this is set.
@@ -68,7 +77,8 @@ class RobotCall(models.Model):
         constraints = [models.UniqueConstraint(fields=["portal", "event_token"], name="robot_call_once")]
         indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep"),
                    models.Index(fields=["id"], name="robotcall_unpublished",
-                                condition=models.Q(state="queued", published_at__isnull=True))]
+                                condition=models.Q(state="queued", published_at__isnull=True)),
+                   models.Index(fields=["state", "lease_until"], name="robotcall_lease")]
 
     def __str__(self):
         return f"{self.code} {self.document_id} [{self.state}]"

@@ -68,7 +68,7 @@ def envelope(form: dict, path_code: str) -> CallEnvelope:
         raise MalformedCall("properties must be a set of values")
     try:
         timeout = int(form.get("timeout_duration") or 0)
-        ts = int(form["ts"]) if str(form.get("ts", "")).isdigit() else None
+        ts = int(form["ts"]) if re.fullmatch(r"[0-9]{1,12}", str(form.get("ts", ""))) else None
     except (TypeError, ValueError):
         raise MalformedCall("timeout_duration must be a number") from None
     return CallEnvelope(

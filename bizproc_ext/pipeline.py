@@ -13,17 +13,18 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from b24app import logcontext
 from b24app.rest import B24Client, B24Error
+from b24app.rest.oauth import request_refresh
 from signing import services, states
 from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import proof
+from . import lease, proof
 from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -43,7 +44,8 @@ class Outcome:
 def claim(call_id: int) -> RobotCall | None:
     """Take a queued call (conditional UPDATE: a count of 0 means another worker has it, or it is done)."""
     won = RobotCall.objects.filter(pk=call_id, state=RobotCall.QUEUED).update(
-        state=RobotCall.RUNNING, claimed_at=timezone.now(), attempts=F("attempts") + 1)
+        state=RobotCall.RUNNING, claimed_at=timezone.now(), lease_until=lease.expiry(), retry_at=None,
+        attempts=F("attempts") + 1)
     if not won:
         return None
     return RobotCall.objects.select_related("portal", "signature_request").get(pk=call_id)
@@ -56,7 +58,8 @@ def run(call_id: int) -> Outcome:
             return Outcome()
         req = call.signature_request
         logcontext.bind(portal=call.portal.member_id, request=str(req.public_id)[:8] if req else "")
-        return _run(call)
+        with lease.heartbeat(call):  # renewed while we work, downloads and uploads included
+            return _run(call)
 
 
 def _run(call: RobotCall) -> Outcome:
@@ -76,13 +79,15 @@ def _run(call: RobotCall) -> Outcome:
             answer(call, call.answer, call.answer_log)
             return Outcome()
         if call.input_errors or call.code not in READS_FIRST:
-            proof.prove(call, B24Client(call.portal))  # nothing to read first: the proof goes alone
+            proof.prove(call, reader(call))  # nothing to read first: the proof goes alone
         if call.input_errors:
             raise InputError("; ".join(call.input_errors))
         ACTIONS[call.code](call)
+        forget_user_token(call)
         return Outcome()
     except proof.ForgedCall as exc:
         proof.refuse(call, str(exc))
+        forget_user_token(call)
         return Outcome()
     except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
         return _retry_later(call, exc)
@@ -100,6 +105,44 @@ def _run(call: RobotCall) -> Outcome:
         return _retry_later(call, exc)
 
 
+def reader(call: RobotCall) -> B24Client:
+    """The client that reads the CRM and downloads for this call: with the rights of the user the robot
+    runs as (the call's own token), the portal's stored token only for calls that came without one.
+    The user's token is never swapped for the admin's: expired, it is renewed with the call's own
+    refresh token, or the call fails with a clear message."""
+    if not call.auth_access_token:
+        return B24Client(call.portal)
+    client = B24Client(call.portal, user_token=call.auth_access_token, user_refresh=lambda: _renew(call))
+    if call.auth_expires_at and call.auth_expires_at <= timezone.now():
+        client.user_token = _renew(call)
+    return client
+
+
+def _renew(call: RobotCall) -> str:
+    if not call.auth_refresh_token:
+        raise InputError("the run-as user's authorization expired before the call could run; "
+                         "start the automation rule again")
+    try:
+        data = request_refresh(call.auth_refresh_token, call.portal.server_endpoint)
+    except B24Error as exc:
+        raise InputError(f"the run-as user's authorization could not be renewed ({exc.error}); "
+                         "start the automation rule again") from exc
+    if str(data.get("member_id") or call.portal.member_id) != call.portal.member_id or not data.get("access_token"):
+        raise InputError("the run-as user's authorization could not be renewed; start the automation rule again")
+    call.auth_access_token = str(data["access_token"])
+    call.auth_refresh_token = str(data.get("refresh_token") or "")
+    call.auth_expires_at = timezone.now() + timedelta(seconds=int(data.get("expires_in") or 3600))
+    call.save(update_fields=["auth_access_token", "auth_refresh_token", "auth_expires_at"])
+    return call.auth_access_token
+
+
+def forget_user_token(call: RobotCall) -> None:
+    """The run-as user's token is needed only until the document is read: never kept longer."""
+    if call.auth_access_token or call.auth_refresh_token:
+        RobotCall.objects.filter(pk=call.pk).update(auth_access_token="", auth_refresh_token="", auth_expires_at=None)
+        call.auth_access_token, call.auth_refresh_token, call.auth_expires_at = "", "", None
+
+
 def _message(exc) -> str:
     if isinstance(exc, B24Error):
         return f"Bitrix24: {exc.description or exc.error}"
@@ -108,8 +151,10 @@ def _message(exc) -> str:
 
 def _retry_later(call: RobotCall, exc) -> Outcome:
     delay = getattr(exc, "retry_after", None) or min(600.0, 5.0 * 2 ** (call.attempts - 1))
+    now = timezone.now()
     RobotCall.objects.filter(pk=call.pk, state=RobotCall.RUNNING).update(
-        state=RobotCall.QUEUED, last_error=_message(exc)[:2000], updated_at=timezone.now())
+        state=RobotCall.QUEUED, last_error=_message(exc)[:2000], updated_at=now, lease_until=None,
+        retry_at=now + timedelta(seconds=delay))
     log.info("robot call %s: retry in %.0fs (%s)", call.pk, delay, _message(exc))
     return Outcome(retry_in=delay)
 
@@ -122,9 +167,11 @@ def _fail(call: RobotCall, message: str) -> Outcome:
     try:
         answer(call, error_values(call.code, message, str(req.public_id) if req else ""), f"b24sign: {message}")
     except AnswerPending as exc:  # Bitrix24 refused for now: answered later (answers.py caps the tries)
-        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.QUEUED, last_error=message[:2000])
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.QUEUED, last_error=message[:2000], lease_until=None,
+                                                   retry_at=timezone.now() + timedelta(seconds=exc.retry_after))
         return Outcome(retry_in=exc.retry_after)
     _release(call, RobotCall.DONE)
+    forget_user_token(call)
     return Outcome()
 
 
@@ -136,12 +183,12 @@ def _release(call: RobotCall, state: str) -> None:
 # --- the robots -----------------------------------------------------------------------------------------
 def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     props = call.properties
-    client = B24Client(call.portal)
+    client = B24Client(call.portal)  # answers and workflow log lines
     req = call.signature_request
-    resolver = Resolver(call, client)
+    resolver = Resolver(call, reader(call))  # CRM reads and the download: as the run-as user
     if req is None or req.send_phase != "sent":
         resolver.read_crm()  # the call's first request carries its proof (proof.first_request)
-    proof.prove(call, client)  # a no-op once proven; nothing below happens for a forged call
+    proof.prove(call, resolver.client)  # a no-op once proven; nothing below happens for a forged call
     if req is None:
         account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
         if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
@@ -267,22 +314,26 @@ ACTIONS = {
 
 
 # --- recovery ------------------------------------------------------------------------------------------
-def stale_after() -> timedelta:
-    return timedelta(seconds=settings.ROBOT_CALL_STALE_AFTER)
-
-
 def sweep() -> list[int]:
     """Calls whose task was lost (worker killed, broker restarted, publish failed) go back to the queue.
 
-    A queued call nobody took for a while is re-published; a running call whose worker stopped
-    answering (older than the task's hard time limit) is reset to queued first.  The conditional
-    UPDATE in claim() keeps a call from running twice; the request's checkpoints keep it from sending twice.
+    A running call whose lease ran out (its worker stopped renewing it: killed) is reset to queued; a
+    queued call nobody took for ``ROBOT_CALL_REPUBLISH_AFTER`` seconds, and not waiting out a backoff,
+    is re-published.  The conditional UPDATE in claim() keeps a call from running twice; the request's
+    checkpoints keep it from sending twice.
     """
-    cutoff = timezone.now() - stale_after()
-    # An answer whose sender died mid-send goes back to pending first (the bump below would hide it).
-    RobotCall.objects.filter(answer_state="sending", updated_at__lt=cutoff).update(answer_state="pending")
-    RobotCall.objects.filter(state=RobotCall.RUNNING, claimed_at__lt=cutoff).update(state=RobotCall.QUEUED)
-    stuck = list(RobotCall.objects.filter(state=RobotCall.QUEUED)
-                 .filter(updated_at__lt=cutoff).values_list("pk", flat=True)[:500])
-    RobotCall.objects.filter(pk__in=stuck).update(updated_at=timezone.now())  # don't re-publish every minute
+    now = timezone.now()
+    republish_after = timedelta(seconds=settings.ROBOT_CALL_REPUBLISH_AFTER)
+    # An answer whose sender died mid-send goes back to pending first (the bump below would hide it);
+    # no live send takes longer than twice the HTTP timeout.
+    sending_cutoff = now - max(republish_after, timedelta(seconds=2 * settings.B24_HTTP_TIMEOUT + 10))
+    RobotCall.objects.filter(answer_state="sending", updated_at__lt=sending_cutoff).update(answer_state="pending")
+    expired = Q(lease_until__lt=now) | Q(lease_until__isnull=True, claimed_at__lt=now - lease.lease_length())
+    lost = list(RobotCall.objects.filter(expired, state=RobotCall.RUNNING).values_list("pk", flat=True)[:500])
+    lost = [pk for pk in lost if RobotCall.objects.filter(expired, pk=pk, state=RobotCall.RUNNING)
+            .update(state=RobotCall.QUEUED, lease_until=None)]  # each one conditional: a renewal wins
+    stuck = lost + list(RobotCall.objects.filter(state=RobotCall.QUEUED, updated_at__lt=now - republish_after)
+                        .filter(Q(retry_at__isnull=True) | Q(retry_at__lte=now))
+                        .exclude(pk__in=lost).values_list("pk", flat=True)[:500])
+    RobotCall.objects.filter(pk__in=stuck).update(updated_at=now)  # not again before the next period
     return stuck

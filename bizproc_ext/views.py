@@ -8,7 +8,7 @@ INSERT and a cached portal check (issue 14), and a broker outage never costs a c
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from datetime import timezone as dt_timezone
 
 from django.conf import settings
@@ -66,7 +66,7 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
                   document_id=call.document_id, document_type=call.document_type, properties=values,
                   input_errors=errors, use_subscription=call.use_subscription,
                   timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
-                  auth_user_id=_user_id(auth.get("user_id")))
+                  auth_user_id=_user_id(auth.get("user_id")), **_user_token(auth))
     for fresh in (False, True):
         try:
             _record(portal_id=portal_id, **fields)
@@ -118,6 +118,21 @@ def _user_id(value):
     except (TypeError, ValueError):
         return None
     return number if 0 < number <= PG_INT_MAX else None
+
+
+def _user_token(auth: dict) -> dict:
+    """The run-as user's token and when it expires (``expires`` is epoch seconds, else ``expires_in``)."""
+    token = auth.get("access_token")
+    if not isinstance(token, str) or not token.strip() or len(token) > 2000:
+        return {}
+    expires = _epoch(auth.get("expires"))
+    if expires is None:
+        seconds = str(auth.get("expires_in") or "").strip()
+        lifetime = min(int(seconds), 86400) if seconds.isdigit() else 3600
+        expires = datetime.now(dt_timezone.utc) + timedelta(seconds=lifetime)
+    refresh = auth.get("refresh_token")
+    refresh = refresh.strip() if isinstance(refresh, str) and len(refresh) <= 2000 else ""
+    return {"auth_access_token": token.strip(), "auth_refresh_token": refresh, "auth_expires_at": expires}
 
 
 def _constraint(exc: IntegrityError) -> str:

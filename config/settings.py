@@ -32,6 +32,8 @@ B24_OAUTH_URL = env.str("B24_OAUTH_URL", default="https://oauth.bitrix.info/oaut
 B24_TRUSTED_OAUTH_HOSTS = env.list("B24_TRUSTED_OAUTH_HOSTS", default=["oauth.bitrix.info", "oauth.bitrix24.tech"])
 # Lets emulated portals on http://127.0.0.1 be used in tests and demos.  Never in production.
 ALLOW_HTTP_PORTALS = env.bool("ALLOW_HTTP_PORTALS", default=False)
+# Hosts (or host:port) that links may point to although they are private: tests and demos only.
+FETCH_PRIVATE_HOSTS = env.list("FETCH_PRIVATE_HOSTS", default=[])
 # Leaky bucket per portal (Bitrix24: burst 50 draining 2/s; Enterprise 250 and 5/s).  We keep a small
 # reserve under the portal's own limit because other apps on our egress IP share it.
 B24_RATE_BURST = env.int("B24_RATE_BURST", default=50)
@@ -111,8 +113,12 @@ ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=16)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)
+# A running call's lease (renewed by its worker every third of it) and how long a queued call may sit
+# unpublished: a SIGKILLed worker's calls are running again within LEASE + one sweep (docs/decisions.md).
+ROBOT_CALL_LEASE = env.int("ROBOT_CALL_LEASE", default=45)
+ROBOT_CALL_REPUBLISH_AFTER = env.int("ROBOT_CALL_REPUBLISH_AFTER", default=60)
 CELERY_BEAT_SCHEDULE = {
-    "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
+    "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 30.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
     "answer-finished-requests": {"task": "bizproc_ext.tasks.answer_finished_requests", "schedule": 120.0},

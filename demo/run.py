@@ -124,6 +124,7 @@ def demo_env(workdir: Path, port: int, cloud: Bitrix24Cloud, signnow: SignNowEmu
         **os.environ,
         "B24SIGN_ENV_FILE": "/nonexistent",  # a developer's .env must not point the demo elsewhere
         "DEBUG": "1", "ALLOW_HTTP_PORTALS": "1", "SECURE_SSL_REDIRECT": "0",
+        "FETCH_PRIVATE_HOSTS": "127.0.0.1,localhost",
         "APP_BASE_URL": f"http://127.0.0.1:{port}",
         "DATABASE_URL": f"sqlite:///{workdir / 'db.sqlite3'}",
         "REDIS_URL": "", "CELERY_BROKER_URL": "filesystem://",

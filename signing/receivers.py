@@ -6,8 +6,9 @@ from django.dispatch import receiver
 
 from b24app import signals as platform
 
+from .callbacks import replay_if_sent
 from .models import ProviderAccount, SignatureRequest
-from .signals import request_ended
+from .signals import request_ended, request_sent
 from .tasks import finalize_request
 
 
@@ -16,6 +17,13 @@ def finalize_when_ended(sender, request, **kwargs):
     # After commit, so the worker reads the terminal state we just wrote.
     pk = request.pk
     transaction.on_commit(lambda: finalize_request.delay(pk), robust=True)
+
+
+@receiver(request_sent, dispatch_uid="signing.replay_early_callbacks")
+def replay_early_callbacks(sender, request, **kwargs):
+    # A signer may have signed while the send was running: apply what they did now, not at the first poll.
+    pk = request.pk
+    transaction.on_commit(lambda: replay_if_sent(pk), robust=True)
 
 
 @receiver(platform.app_uninstalled, dispatch_uid="signing.purge_on_clean_uninstall")

@@ -29,7 +29,9 @@ from .registry import all_providers
 log = logging.getLogger("b24sign.signing")
 
 LINK_MAX_AGE = 30 * 24 * 3600
-POLL_FIRST = timedelta(minutes=15)   # webhooks first; poll slowly (DocuSign's rule of thumb: ≥15 min)
+# Webhooks first; the first poll comes soon enough that a lost callback is noticed within minutes, then
+# the interval doubles (3, 6, 12 … minutes, up to 6 h).
+POLL_FIRST = timedelta(minutes=3)
 POLL_MAX = timedelta(hours=6)
 
 
@@ -126,6 +128,7 @@ def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) 
         req.external_id, req.send_phase = result.external_id, "sent"
         _update_signers(req, result.signers)
         req.move_to(states.SENT, message=f"sent via {req.account.provider}", source="worker")
+        signals.request_sent.send(sender=SignatureRequest, request=req)
 
 
 def _update_signers(req: SignatureRequest, signer_states) -> None:
@@ -216,7 +219,7 @@ def _small(raw) -> dict:
 
 
 def schedule_next_poll(req: SignatureRequest) -> None:
-    delay = min(POLL_MAX, POLL_FIRST * (2 ** min(req.poll_count, 5)))
+    delay = min(POLL_MAX, POLL_FIRST * (2 ** min(req.poll_count, 7)))
     SignatureRequest.objects.filter(pk=req.pk).update(poll_count=req.poll_count + 1,
                                                       next_poll_at=timezone.now() + delay)
 

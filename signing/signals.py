@@ -4,6 +4,8 @@ Receivers get ``request`` (a :class:`signing.models.SignatureRequest`).
 
 - ``request_changed``: one state-machine step was taken (``old_status`` -> ``new_status``), inside the
   transaction that wrote it; receivers with outside effects defer them with ``transaction.on_commit``.
+- ``request_sent``: the send is recorded (``external_id`` set, ``sent``), inside its transaction; callbacks
+  that arrived while it ran are replayed after commit (``signing.receivers``).
 - ``signers_changed``: a signer's state moved (signed, declined) without necessarily moving the request.
 - ``request_ended``: the request is terminal and its outcome should be brought back into the CRM.  Sent
   again whenever a late webhook or poll sees it terminal; finalization is idempotent.
@@ -16,6 +18,7 @@ Receivers get ``request`` (a :class:`signing.models.SignatureRequest`).
 from django.dispatch import Signal
 
 request_changed = Signal()   # request, old_status, new_status
+request_sent = Signal()      # request
 signers_changed = Signal()   # request
 request_ended = Signal()     # request
 request_finished = Signal()  # request

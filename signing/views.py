@@ -14,8 +14,8 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
-from . import services
-from .base import ProviderError, SignerState, StatusSnapshot, WebhookRejected
+from . import callbacks, services
+from .base import WebhookRejected
 from .models import ProviderAccount, SignatureRequest
 from .tasks import refresh_request_status
 
@@ -41,22 +41,13 @@ def webhook(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
         return JsonResponse({"error": str(exc)}, status=403)
     handled = 0
     for event in events:
-        req = SignatureRequest.objects.filter(account=account, external_id=event.external_id).first()
+        req = callbacks.find_request(account, event.external_id)
         if req is None:
-            continue  # not ours (or not yet recorded): nothing to do; the poller covers the race
+            continue  # not ours, or its provider id is not even checkpointed yet: the poller covers it
         with transaction.atomic():
-            if not req.log("webhook", event.kind, source="webhook", payload=_light(event.raw),
-                           dedupe_key=f"wh:{event.dedupe_key}"[:255]):
-                continue  # the same delivery again
-            if event.files:
-                try:
-                    services.store_signed_files(req, event.files)
-                except ProviderError as exc:  # not a PDF, or too big: never reaches the CRM; finalize asks the API
-                    log.warning("webhook for request %s: attached file refused (%s)", req.public_id, exc)
-            if event.status_hint:
-                services.apply_snapshot(req, _hinted_snapshot(event), "webhook")
-            else:  # a bare trigger: re-read the state from the provider
-                transaction.on_commit(lambda pk=req.pk: refresh_request_status.delay(pk, "webhook"), robust=True)
+            if not callbacks.apply(req, event, _light(event.raw),
+                                   lambda pk: refresh_request_status.delay(pk, "webhook")):
+                continue
         handled += 1
     return JsonResponse({"status": "ok", "handled": handled})
 
@@ -72,15 +63,6 @@ def _read_body(request: HttpRequest) -> bytes | None:
         return None
     body = request.read(MAX_WEBHOOK_BODY + 1)
     return body if len(body) <= MAX_WEBHOOK_BODY else None
-
-
-def _hinted_snapshot(event) -> StatusSnapshot:
-    """For providers whose callbacks are the only status source: the hint, plus the signer who acted."""
-    signer_status = {"partially_signed": "signed", "completed": "signed", "declined": "declined"}
-    signers = []
-    if event.signer_email and event.status_hint in signer_status:
-        signers = [SignerState(email=event.signer_email, status=signer_status[event.status_hint])]
-    return StatusSnapshot(status=event.status_hint, signers=signers, raw=_light(event.raw))
 
 
 def _light(raw) -> dict:

@@ -3,7 +3,8 @@
 ``B24Client(portal).call("crm.item.get", {...})`` takes a slot from the portal's shared leaky bucket,
 sends the call with the portal's stored app token, refreshes once on ``expired_token``, backs off on
 ``QUERY_LIMIT_EXCEEDED``, pauses a method after ``OPERATION_TIME_LIMIT`` until ``operating_reset_at``,
-follows a portal rename (302) and remembers it, and raises :class:`B24Error` for everything else.
+follows a portal rename (302, once the OAuth server confirms it) and remembers it, and raises
+:class:`B24Error` for everything else.
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from ..models import Portal
 from .coalescing import COALESCED, active_for
 from .encoding import php_query
 from .errors import B24Error, classify_empty_code
-from .oauth import refresh_portal_tokens
+from .oauth import app_info, refresh_portal_tokens
 from .permissions import is_admin_only
 
 log = logging.getLogger("b24sign.rest")
@@ -48,16 +49,26 @@ class BatchResult:
 
 
 class B24Client:
-    def __init__(self, portal):
+    """``user_token``: act as that user (a robot's run-as user) instead of with the portal's stored admin
+    token; it is renewed only through ``user_refresh``, and never used for admin-only methods."""
+
+    def __init__(self, portal, user_token: str = "", user_refresh=None):
         self.portal = portal
+        self.user_token = user_token
+        self.user_refresh = user_refresh  # () -> a fresh user token (raises B24Error when it cannot)
         self.requests_sent = 0
 
     # -- public ------------------------------------------------------------------------------------
     def call(self, method: str, params: dict | None = None) -> Any:
-        co = active_for(self.portal.pk) if method in COALESCED else None
+        co = self._coalescer() if method in COALESCED else None
         if co is not None:  # shared with the portal's other jobs (rest/coalesce.py)
             return co.call(method, params or {})
         return self.call_full(method, params).get("result")
+
+    def _coalescer(self):
+        # A shared batch goes out with the portal's stored token: a run-as user's requests never join one,
+        # or they would be read with the admin's rights (docs/decisions.md, "Coalescing and run-as users").
+        return None if self.user_token else active_for(self.portal.pk)
 
     def call_full(self, method: str, params: dict | None = None) -> dict:
         """The whole response body (``result``, ``total``, ``next``, ``time``)."""
@@ -73,7 +84,7 @@ class B24Client:
         """
         items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
         self._require_admin_token([method for _key, (method, _params) in items])
-        co = active_for(self.portal.pk)
+        co = self._coalescer()
         if co is not None and len(items) <= BATCH_LIMIT:  # shared with the portal's other jobs (rest/coalesce.py)
             return co.submit(dict(items), halt)
         out = BatchResult()
@@ -96,7 +107,10 @@ class B24Client:
 
     # -- internals ---------------------------------------------------------------------------------
     def _require_admin_token(self, methods) -> None:
-        """Admin-only methods never run on the token of a user who is no longer an administrator."""
+        """Admin-only methods never run on the token of a user who is no longer an administrator, nor on a
+        robot's run-as user's token."""
+        if self.user_token and any(is_admin_only(m) for m in methods):
+            raise B24Error("ADMIN_ONLY", "admin-only methods are never called with a user's token", method=methods[0])
         if getattr(self.portal, "token_admin_lost_at", None) and any(is_admin_only(m) for m in methods):
             raise B24Error("ADMIN_TOKEN_REQUIRED", "the stored token's user is no longer a Bitrix24 administrator: "
                            "an administrator must open the application once", method=methods[0])
@@ -116,13 +130,14 @@ class B24Client:
         while True:
             self._throttle(method)
             portal = self.portal
-            if not portal.access_token or (portal.token_expires_at and portal.token_expires_at <= timezone.now()):
+            if not self.user_token and (not portal.access_token or (
+                    portal.token_expires_at and portal.token_expires_at <= timezone.now())):
                 if not refreshed:  # known expired: refresh first instead of spending a request on a 401
                     refresh_portal_tokens(portal, portal.token_version)
                     refreshed = True
             url = f"{portal.client_endpoint.rstrip('/')}/{method}.json"
             try:
-                resp = http.request("POST", url, json={**params, "auth": portal.access_token},
+                resp = http.request("POST", url, json={**params, "auth": self.user_token or portal.access_token},
                                     allow_redirects=False)
             except requests.RequestException as exc:
                 raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
@@ -149,6 +164,13 @@ class B24Client:
                                    status=resp.status_code, method=method)
                 return data
 
+            if error in ("expired_token", "invalid_token") and self.user_token:
+                if self.user_refresh is None or refreshed:
+                    raise B24Error("USER_TOKEN_EXPIRED", "the run-as user's authorization is no longer valid",
+                                   status=resp.status_code, method=method)
+                self.user_token = self.user_refresh()
+                refreshed = True
+                continue
             if error in ("expired_token", "invalid_token") and not refreshed:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
@@ -221,10 +243,23 @@ class B24Client:
                 return None
 
     def _follow_rename(self, location: str, method: str) -> None:
-        """Bitrix24 answers a renamed portal's old host with a 302: move the portal there for good."""
+        """Bitrix24 answers a renamed portal's old host with a 302: move the portal there for good, but
+        only once the trusted OAuth server's ``app.info`` says our token's portal now lives there (a
+        302 alone could come from whoever holds the old host, and would get our tokens next)."""
         parts = urlsplit(location)
         if not parts.netloc or (parts.scheme != "https" and not settings.ALLOW_HTTP_PORTALS):
             raise B24Error("BAD_REDIRECT", "portal redirected to an unusable location", method=method)
+        try:
+            info = app_info(self.portal.access_token, self.portal.server_endpoint)
+        except B24Error as exc:
+            raise B24Error("BAD_REDIRECT", f"portal move could not be confirmed ({exc.error})", method=method) from exc
+        install = info.get("install") if isinstance(info.get("install"), dict) else {}
+        confirmed = urlsplit(str(install.get("client_endpoint") or info.get("client_endpoint") or ""))
+        member_id = str(install.get("member_id") or info.get("member_id") or "")
+        if confirmed.netloc.lower() != parts.netloc.lower() or member_id != self.portal.member_id:
+            log.warning("portal %s: redirect to %s not confirmed by the OAuth server; not followed",
+                        self.portal.member_id, parts.netloc)
+            raise B24Error("BAD_REDIRECT", "portal redirect not confirmed by the OAuth server", method=method)
         endpoint = f"{parts.scheme}://{parts.netloc}/rest/"
         Portal.objects.filter(pk=self.portal.pk).update(domain=parts.netloc, client_endpoint=endpoint)
         self.portal.domain, self.portal.client_endpoint = parts.netloc, endpoint

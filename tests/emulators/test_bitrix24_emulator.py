@@ -590,6 +590,43 @@ def test_robot_update_placement_and_uninstall_refresh(portal, app, cloud):
     assert r.json()["error"] == "invalid_client"
 
 
+# ---------------------------------------------------------------------------- issue 11: proofs and rights
+def test_activity_log_refuses_a_forged_event_token_but_not_a_non_admin(portal, app, cloud):
+    cloud.activity_log_requires_admin = False  # the core's reading (U14)
+    at = _register(portal, app)
+    wf = portal.start_robot("send_for_signature", properties={"signer_email": "a@b.c"})
+    for forged in (wf.event_token[:-2] + "00", f"{wf.workflow_id}|{wf.activity_name}|x.deadbeef", "x"):
+        r = call(portal, "bizproc.activity.log", at, EVENT_TOKEN=forged, LOG_MESSAGE="received")
+        assert r.status_code == 403 and r.json()["error"] == "ACCESS_DENIED"
+    portal.add_user(7, "user@x.io")
+    _, b = portal.app_page_request(7)
+    r = call(portal, "bizproc.activity.log", b["AUTH_ID"], EVENT_TOKEN=wf.event_token, LOG_MESSAGE="received")
+    assert r.json()["result"] is True and wf.log == ["received"]
+
+
+def test_drive_and_docgen_reads_follow_the_users_rights(portal, pdf=b"%PDF-1.4 x"):
+    at, _ = admin_token(portal)
+    portal.add_user(7, "user@x.io")
+    _, b = portal.app_page_request(7)
+    mine = portal.crm.add_disk_file("mine.pdf", pdf, owner=7)
+    secret = portal.crm.add_disk_file("secret.pdf", pdf, owner=1)
+    shared = portal.crm.add_disk_file("shared.pdf", pdf, owner=1, shared_with=[7])
+    assert call(portal, "disk.file.get", b["AUTH_ID"], id=mine).status_code == 200
+    assert call(portal, "disk.file.get", b["AUTH_ID"], id=shared).status_code == 200
+    r = call(portal, "disk.file.get", b["AUTH_ID"], id=secret)
+    assert r.status_code == 403 and r.json()["error"] == "ACCESS_DENIED"
+    link = call(portal, "disk.file.get", at, id=secret).json()["result"]["DOWNLOAD_URL"]
+    headers = {"User-Agent": "Mozilla/5.0", "Accept": "*/*"}
+    assert requests.get(link, headers=headers, timeout=5).status_code == 200  # the admin's own link
+    forged = link.replace(at, b["AUTH_ID"])  # the user's token on the admin's link: still the user's rights
+    assert requests.get(forged, headers=headers, timeout=5).status_code == 403
+    deal = portal.crm.add_deal("D", assigned_by_id=1)
+    doc = portal.crm.add_generated_document(2, deal, pdf)
+    r = call(portal, "crm.documentgenerator.document.get", b["AUTH_ID"], id=doc)
+    assert r.status_code == 403 and r.json()["error"] == "ACCESS_DENIED"
+    assert call(portal, "crm.documentgenerator.document.get", at, id=doc).status_code == 200
+
+
 @pytest.mark.parametrize("method,params", [
     ("sign.b2e.document.send", {"fields": {}}), ("sign.b2e.document.get", {"uid": "x"}),
     ("sign.b2e.company.provider.list", {"companyCrmId": 1}),

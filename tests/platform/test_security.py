@@ -33,7 +33,7 @@ def test_key_rotation_reencrypts_and_old_key_can_then_go(portal_a, settings):
 def test_check_deploy_is_clean_with_production_settings(tmp_path):
     env = {k: v for k, v in os.environ.items()}
     env.update({"DEBUG": "0", "SECRET_KEY": "x7" * 30 + "Qz!9", "ALLOWED_HOSTS": "b24sign.example.com",
-                "APP_BASE_URL": "https://b24sign.example.com", "ALLOW_HTTP_PORTALS": "0",
+                "APP_BASE_URL": "https://b24sign.example.com", "ALLOW_HTTP_PORTALS": "0", "FETCH_PRIVATE_HOSTS": "",
                 "SECURE_SSL_REDIRECT": "1", "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
                 "B24SIGN_ENV_FILE": "/nonexistent", "DATABASE_URL": "sqlite:///" + str(tmp_path / "x.db")})
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
@@ -45,12 +45,13 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
 def test_check_deploy_refuses_test_only_switches(tmp_path):
     env = {k: v for k, v in os.environ.items()}
     env.update({"DEBUG": "0", "SECRET_KEY": "x7" * 30 + "Qz!9", "ALLOW_HTTP_PORTALS": "1",
-                "FIELD_ENCRYPTION_KEYS": "", "B24SIGN_ENV_FILE": "/nonexistent",
+                "FETCH_PRIVATE_HOSTS": "127.0.0.1", "FIELD_ENCRYPTION_KEYS": "", "B24SIGN_ENV_FILE": "/nonexistent",
                 "DATABASE_URL": "sqlite:///" + str(tmp_path / "x.db")})
     result = subprocess.run([sys.executable, "manage.py", "check", "--deploy"], env=env, capture_output=True,
                             text=True)
     assert result.returncode != 0
     assert "b24sign.E001" in result.stderr + result.stdout and "b24sign.E002" in result.stderr + result.stdout
+    assert "b24sign.E003" in result.stderr + result.stdout
 
 
 @pytest.mark.django_db

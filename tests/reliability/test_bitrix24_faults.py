@@ -29,8 +29,11 @@ def calls(live_portal_a, memory_provider, fast_portal_limits, pdf_bytes):
     deal = emu.crm.add_deal("Deal", contact_ids=[anna], files={"ufCrmContract": ("c.pdf", pdf_bytes)})
 
     def make(n: int):
-        flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
-                 for _ in range(n)]
+        # Calls without a token of their own: they read with the portal's stored token, the one whose
+        # single-flight refresh this suite is about (a call's own token renews with its own refresh
+        # token: tests/robots/test_run_as_user.py).
+        flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS,
+                                 send_access_token=False) for _ in range(n)]
         assert [wf.response_status for wf in flows] == [200] * n
         return flows
     return make

@@ -10,7 +10,7 @@ import json
 from urllib.parse import urlencode
 
 import pytest
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
@@ -163,8 +163,10 @@ def test_app_events_never_answer_500(client, portal_a, event, noise, auth):
 @given(length=st.text(max_size=8), path=st.sampled_from(["/bizproc/robots/b24sign_send/", "/b24/events/",
                                                          "/b24/install/", "/app/"]))
 def test_any_content_length_header_never_answers_500(client, valid_call, length, path):
-    response = client.post(path, urlencode(valid_call), content_type="application/x-www-form-urlencoded",
-                           CONTENT_LENGTH=length)
+    body = urlencode(valid_call)
+    # A length beyond the body makes Django's test client itself assert (a real server would wait): not ours.
+    assume(not (length.strip().isascii() and length.strip().isdigit()) or int(length.strip()) <= len(body))
+    response = client.post(path, body, content_type="application/x-www-form-urlencoded", CONTENT_LENGTH=length)
     assert response.status_code < 500
 
 

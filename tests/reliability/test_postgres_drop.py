@@ -36,7 +36,7 @@ def terminate_app_connections() -> int:
 
 def test_connections_killed_mid_run_are_recovered(settings, live_portal_a, signnow, fast_portal_limits, worker_env,
                                                   workers, pdf_bytes):
-    settings.ROBOT_CALL_STALE_AFTER = 3
+    settings.ROBOT_CALL_LEASE = settings.ROBOT_CALL_REPUBLISH_AFTER = 3
     fast_portal_limits(live_portal_a)
     connect_signnow(live_portal_a.db)
     emu = live_portal_a.emu

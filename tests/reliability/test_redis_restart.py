@@ -27,7 +27,7 @@ def test_redis_restarted_under_load_loses_no_call(settings, private_redis, live_
                                                  worker_env, workers, pdf_bytes):
     settings.REDIS_URL = f"{private_redis.url}/0"
     settings.CELERY_BROKER_URL = f"{private_redis.url}/1"
-    settings.ROBOT_CALL_STALE_AFTER = 5
+    settings.ROBOT_CALL_LEASE = settings.ROBOT_CALL_REPUBLISH_AFTER = 5
     fast_portal_limits(live_portal_a)
     connect_signnow(live_portal_a.db)
     emu = live_portal_a.emu

@@ -19,7 +19,7 @@ STALE = 3
 
 @pytest.fixture
 def setup(settings, live_portal_a, signnow, fast_portal_limits, pdf_bytes):
-    settings.ROBOT_CALL_STALE_AFTER = STALE
+    settings.ROBOT_CALL_LEASE = settings.ROBOT_CALL_REPUBLISH_AFTER = STALE
     fast_portal_limits(live_portal_a)
     connect_signnow(live_portal_a.db)
     crm = live_portal_a.emu.crm

@@ -46,7 +46,7 @@ def test_forged_call_for_a_confidential_drive_file_reads_and_sends_nothing(porta
                                                                           memory_provider, deal, pdf_bytes):
     """The attack from the issue: a manager posts a call with a valid application token, a Drive file id
     and their own address; the worker must not read the file, download it or send it anywhere."""
-    secret_file = portal_a.emu.store_file("salaries.pdf", pdf_bytes)
+    secret_file = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes)
     props = {**SEND_PROPS, "document_source": "disk", "document_id": str(secret_file),
              "signer_contacts": "none", "signer_emails": "attacker@evil.test"}
     wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=props, deliver=False)
@@ -72,7 +72,12 @@ def test_forged_call_for_a_confidential_drive_file_reads_and_sends_nothing(porta
         assert call.state == RobotCall.DONE and call.answer_state == "refused"
         assert "event token" in call.last_error and "ACCESS_DENIED" in call.last_error
         assert call.proven_at is None
-    assert len(portal_a.emu.rest_log) == 2  # one request each: the proof, halted at once
+    # Nothing but proofs went out (the reads after them never ran: see by_method above): the halted first
+    # batch, and where activity.log may be admin-only, the same proof again with the stored token.
+    assert portal_a.emu.rest_log and len(portal_a.emu.rest_log) <= 4
+    for request in portal_a.emu.rest_log:
+        assert request["method"] == "batch"
+        assert [_cmd_method(c) for c in request["params"]["cmd"].values()][0] == "bizproc.activity.log"
 
 
 @pytest.mark.django_db

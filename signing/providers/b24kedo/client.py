@@ -99,23 +99,21 @@ class KedoClient:
     def download(self, file_url: str) -> tuple[bytes, str]:
         """A signed ``file_url`` (carries auth: never logged).  Browser-like headers, or Bitrix24 answers 404."""
         portal_host = urlsplit(self.portal.client_endpoint).netloc
-        if urlsplit(file_url).netloc != portal_host:
-            try:
-                http.check_public_url(file_url)
-            except http.UnsafeURL as exc:
-                raise ProviderError(f"Bitrix24 Sign: refusing the signed file link ({exc})", permanent=True,
-                                    code="unsafe_url") from exc
         headers = {"User-Agent": BROWSER_UA, "Accept": "application/pdf,application/octet-stream;q=0.9,*/*;q=0.8",
                    "Accept-Language": "en", "Referer": f"{self.portal.base_url}/"}
-        try:
-            resp = http.request("GET", file_url, headers=headers, timeout=(5, 120))
+        try:  # checked (public, unless on the portal's own host), redirects by hand, pinned
+            with http.fetch(file_url, headers=headers, timeout=(5, 120), trusted_netloc=portal_host) as resp:
+                content, disposition = resp.content, resp.headers.get("Content-Disposition", "")
+        except http.UnsafeURL as exc:
+            raise ProviderError(f"Bitrix24 Sign: refusing the signed file link ({exc})", permanent=True,
+                                code="unsafe_url") from exc
         except requests.RequestException as exc:
             raise ProviderError(f"Bitrix24 Sign: signed file download failed ({exc.__class__.__name__})",
                                 code="network") from exc
-        if resp.status_code != 200 or not resp.content.startswith(b"%PDF-"):
+        if resp.status_code != 200 or not content.startswith(b"%PDF-"):
             raise ProviderError(f"Bitrix24 Sign: the signed file could not be downloaded (HTTP {resp.status_code})",
                                 code=str(resp.status_code), permanent=False)
-        return resp.content, _disposition_name(resp.headers.get("Content-Disposition", ""))
+        return content, _disposition_name(disposition)
 
 
 def _disposition_name(value: str) -> str:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from b24app.http import check_public_url
+from b24app import http
 from signing.base import ProviderError
 from signing.providers.http import ProviderHTTP
 
@@ -257,10 +257,20 @@ class EviaClient(ProviderHTTP):
     def download(self, url: str) -> bytes:
         """A document link from :meth:`list_documents`; our token goes only to Evia's own host."""
         same_host = urlsplit(url).netloc in ("", urlsplit(self.base_url).netloc)
-        if not same_host:
-            check_public_url(url)
-        resp = self.request("GET", url if urlsplit(url).netloc else f"{self.base_url}{url}", auth=same_host,
-                            timeout=(5, max(settings.PROVIDER_HTTP_TIMEOUT, 120.0)))
+        timeout = (5, max(settings.PROVIDER_HTTP_TIMEOUT, 120.0))
+        if not same_host:  # a link elsewhere: checked, redirects by hand, pinned (b24app.http.fetch)
+            try:
+                with http.fetch(url, timeout=timeout) as resp:
+                    if resp.status_code >= 400:
+                        raise ProviderError("Evia Sign: the signed document could not be downloaded", code="download")
+                    return resp.content
+            except http.UnsafeURL as exc:
+                raise ProviderError(f"Evia Sign: refusing the document link ({exc})", permanent=True,
+                                    code="unsafe_url") from exc
+            except requests.RequestException as exc:
+                raise ProviderError("Evia Sign: the signed document could not be downloaded", code="network") from exc
+        resp = self.request("GET", url if urlsplit(url).netloc else f"{self.base_url}{url}", auth=True,
+                            timeout=timeout)
         return resp.content
 
 

@@ -148,24 +148,34 @@ class Crm:
         return [c for c in self.comments if c["entity_type"] == entity_type.lower() and c["entity_id"] == int(entity_id)]
 
     # ------------------------------------------------------------------ Drive
-    def add_disk_file(self, name: str, data: bytes) -> int:
-        fid = self.portal.store_file(name, data)
+    def add_disk_file(self, name: str, data: bytes, owner: int = 1, shared_with=()) -> int:
+        """A file in ``owner``'s Drive: readable by the owner, the users it is shared with, and admins."""
+        readers = {int(owner), *(int(u) for u in shared_with)}
+        fid = self.portal.store_file(name, data, readers=readers)
         with self.lock:
             did = self._nid("disk")
-            self.disk[did] = {"id": did, "file_id": fid, "name": name, "created": iso(time.time())}
+            self.disk[did] = {"id": did, "file_id": fid, "name": name, "created": iso(time.time()),
+                              "owner": int(owner), "readers": readers}
             return did
 
     # ------------------------------------------------------------------ document generator
     def add_generated_document(self, entity_type_id: int, entity_id: int, pdf_bytes: bytes, pdf_ready: bool = True,
-                               title: str = "Contract", docx_bytes: bytes = b"PK\x03\x04 docx placeholder") -> int:
-        pdf_fid = self.portal.store_file(f"{title}.pdf", pdf_bytes)
+                               title: str = "Contract", docx_bytes: bytes = b"PK\x03\x04 docx placeholder",
+                               created_by: int = 1, readers=None) -> int:
+        """A generated document: readable by admins, its creator, the item's responsible user and
+        ``readers`` (the users who may read the CRM item)."""
+        item = self.items.get((int(entity_type_id), int(entity_id))) or {}
+        allowed = {int(created_by), int(item.get("assignedById") or created_by), *(int(u) for u in readers or ())}
+        pdf_fid = self.portal.store_file(f"{title}.pdf", pdf_bytes, readers=allowed)
         docx_fid = self.portal.store_file(f"{title}.docx", docx_bytes,
-                                          "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+                                          "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+                                          readers=allowed)
         with self.lock:
             did = self._nid("doc")
             self.documents[did] = {"id": did, "title": title, "number": str(did), "templateId": 1,
                                    "entityTypeId": int(entity_type_id), "entityId": int(entity_id),
                                    "pdf_fid": pdf_fid, "docx_fid": docx_fid, "pdf_ready": pdf_ready,
+                                   "readers": allowed,
                                    "createTime": iso(time.time())}
             return did
 

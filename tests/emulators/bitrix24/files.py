@@ -16,14 +16,21 @@ class FilesMixin:
     """Mixin of ``Portal`` (state lives there)."""
 
     # ------------------------------------------------------------------ files and download links
-    def store_file(self, name: str, data: bytes, mime: str | None = None) -> int:
+    def store_file(self, name: str, data: bytes, mime: str | None = None, readers=None) -> int:
+        """``readers``: the user ids (besides admins) who may download it; None: anyone on the portal."""
         with self.lock:
             self._file_seq += 1
             fid = self._file_seq
             self.files[fid] = {"id": fid, "name": name, "data": bytes(data),
+                               "readers": set(readers) if readers is not None else None,
                                "mime": mime or ("application/pdf" if name.lower().endswith(".pdf")
                                                 else "application/octet-stream")}
             return fid
+
+    @staticmethod
+    def can_read_file(ctx, f: dict) -> bool:
+        readers = f.get("readers")
+        return readers is None or ctx.is_admin or ctx.token.user_id in readers
 
     def _file_sig(self, kind: str, fid: int) -> str:
         return hmac.new(self.secret, f"{kind}|{fid}".encode(), hashlib.sha256).hexdigest()[:24]
@@ -58,11 +65,15 @@ class FilesMixin:
                 self.stats.downloads_refused += 1
             return Response(404, NGINX_404, {"Content-Type": "text/html", **headers})
         try:
-            self.authenticate(q.get("auth"))
+            ctx = self.authenticate(q.get("auth"))
         except B24Error as e:
             return e.response()
         if f is None:
             return Response(404, NGINX_404, {"Content-Type": "text/html"})
+        if not self.can_read_file(ctx, f):  # the link's token is the reader: another user's link fails too
+            with self.lock:
+                self.stats.downloads_refused += 1
+            return B24Error("ACCESS_DENIED", "Access denied", 403).response()
         with self.lock:
             self.stats.downloads += 1
         return Response(200, f["data"], {"Content-Type": f["mime"], **headers})

@@ -247,6 +247,8 @@ def disk_file_get(ctx: Ctx, p):
         d = None
     if d is None:
         raise B24Error("ERROR_NOT_FOUND", f"Could not find entity with id '{u.get('ID')}'", 404)
+    if not ctx.is_admin and ctx.token.user_id not in d.get("readers", {ctx.token.user_id}):
+        raise B24Error("ACCESS_DENIED", "Access denied", 403)  # Disk's File::canRead, per user
     f = portal.files[d["file_id"]]
     return {"ID": str(d["id"]), "NAME": d["name"], "CODE": None, "STORAGE_ID": "1", "TYPE": "file", "PARENT_ID": "1",
             "DELETED_TYPE": "0", "CREATE_TIME": d["created"], "UPDATE_TIME": d["created"], "CREATED_BY": "1",
@@ -277,13 +279,16 @@ def docgen_get(ctx: Ctx, p):
         d = None
     if d is None:
         raise B24Error("NOT_FOUND", "Document not found", 400)
+    if not ctx.is_admin and ctx.token.user_id not in d.get("readers", {ctx.token.user_id}):
+        raise B24Error("ACCESS_DENIED", "Access denied", 403)  # docgen's canViewDocument, per user
     return {"document": _render_doc(ctx, d)}
 
 
 @method("crm.documentgenerator.document.list", "documentgenerator", "crm")
 def docgen_list(ctx: Ctx, p):
     filt = p.get("filter") if isinstance(p.get("filter"), dict) else {}
-    docs = list(ctx.portal.crm.documents.values())
+    docs = [d for d in ctx.portal.crm.documents.values()
+            if ctx.is_admin or ctx.token.user_id in d.get("readers", {ctx.token.user_id})]
     for k, v in filt.items():
         docs = [d for d in docs if str(d.get(k.lstrip("="))) == str(v)]
     return MethodResult({"documents": [_render_doc(ctx, d) for d in docs]}, total=len(docs))

@@ -34,6 +34,9 @@ class SignNowEmulator(AuthMixin, DocumentsMixin, InvitesMixin, InviteLifecycleMi
         self.history_shape = "array"
         self.email2_unverified_sender = False
         self.environment = "https://api-eval.signnow.com"
+        # fn(document_id, email): a signer who acts the instant their invite exists, i.e. before the
+        # invite's own response reaches the sender (a fast signer, an embedded signing link)
+        self.on_invite = None
         self._routes()
 
     # ------------------------------------------------------------------------------------------------ routes

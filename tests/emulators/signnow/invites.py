@@ -153,7 +153,14 @@ class InvitesMixin:
             self._history(doc, "fieldinvite_sent", user)
             batch = self._events(doc, ["document.fieldinvite.create"], user)
         self._post_all(batch)
+        self._invited(doc["id"], [fi["email"] for fi in newly])
         return json_response({"status": "success"})
+
+    def _invited(self, doc_id: str, emails: list[str]) -> None:
+        """Outside the lock: the ``on_invite`` hook may sign, which invites the next signer in turn."""
+        if self.on_invite is not None:
+            for email in emails:
+                self.on_invite(doc_id, email)
 
     def _new_field_invite(self, doc, t, role, order, exp_days, body) -> dict:
         fi_id = new_id()
@@ -224,5 +231,6 @@ class InvitesMixin:
             self._history(doc, "freeform_invite_sent", user)
             batch = self._events(doc, ["document.freeform.create"], user)
         self._post_all(batch)
+        self._invited(doc["id"], [to])
         return json_response({"result": "success", "id": inv_id,
                               "callback_url": body.get("callback_url") or "none"})

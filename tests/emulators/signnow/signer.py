@@ -16,7 +16,7 @@ class SignerActionsMixin:
             doc = self.documents[document_id]
             fis = [fi for fi in doc["field_invites"] if fi["email"].lower() == email.lower()
                    and fi["status"] in ("created", "pending")]
-            events = []
+            events, invited = [], []
             if fis:
                 fi = fis[0]
                 if any(f["declined"] for f in doc["field_invites"]):
@@ -35,6 +35,7 @@ class SignerActionsMixin:
                 for nxt in self._advance(doc):
                     self._email(doc, "invite", nxt["email"], subject=nxt["_subject"], message=nxt["_message"],
                                 field_invite_id=nxt["id"])
+                    invited.append(nxt["email"])
                 done = all(f["status"] in ("fulfilled", "skipped") for f in doc["field_invites"])
             else:
                 rq = next((r for r in doc["requests"] if r["signer_email"].lower() == email.lower()
@@ -57,6 +58,7 @@ class SignerActionsMixin:
                 self._email(doc, "completed", doc["owner"])
             batch = self._events(doc, events, email)
         self._post_all(batch)
+        self._invited(document_id, invited)
 
     def decline(self, document_id: str, email: str, reason: str = "Declined by signer") -> None:
         with self.lock:
