@@ -41,6 +41,8 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     Returns False when the call had already been answered (or is being answered elsewhere).
     """
     values = {k: ("" if v is None else v) for k, v in values.items()}
+    if getattr(call, "open_request", "") and "open_request" in _declared(call.code):
+        values.setdefault("open_request", call.open_request)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
         answer_state="sending", answer=values, answer_log=message[:MAX_LOG], updated_at=timezone.now())
     if not claimed:
@@ -92,6 +94,11 @@ def answer_waiting_calls(req: SignatureRequest) -> None:
     """Every workflow still waiting for this (terminal) request hears its outcome, once."""
     for call in RobotCall.objects.filter(signature_request=req, state=RobotCall.WAITING, answer_state="pending"):
         answer(call, result_values(req), f"Signature request {req.status}: {signer_summary(req)}")
+
+
+def _declared(robot_code: str) -> dict:
+    robot = catalogue().get(robot_code)
+    return robot.return_properties if robot else {}
 
 
 def error_values(robot_code: str, message: str, request_id: str = "") -> dict:

@@ -52,6 +52,9 @@ class RobotCall(models.Model):
     answered_at = models.DateTimeField(null=True, blank=True)
     answer_error = models.TextField(blank=True)
 
+    # What the send robot found for the same item and document: none | returned | replaced | another
+    # (bizproc_ext/duplicates.py); part of every answer to this call.
+    open_request = models.CharField(max_length=10, blank=True)
     signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True,
                                           on_delete=models.SET_NULL, related_name="robot_calls")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -22,6 +22,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
+from . import duplicates, signer_fields, sources
 from .answers import answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -119,19 +120,15 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     if req is None or req.send_phase != "sent":
         resolver.read_crm()
     if req is None:
-        account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
-        if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
-            raise InputError(f"{account.provider} documents are sent with the HR document robot")
-        signers = resolver.kedo_members() if kedo else resolver.signers()
-        options = _options(props, kedo)
-        title = props.get("title") or resolver.title()
-        with transaction.atomic():
-            req = services.create_request(call.portal, account, title=title, signers=signers,
-                                          entity=call.entity, options=options)
-            RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
-            call.signature_request = req
+        key = duplicates.source_key(props)
+        with duplicates.guarded(call, key):
+            if not kedo and _settled_by_open_request(call, key, client):
+                return
+            req = _create_request(call, resolver, kedo, key)
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
+        if props.get("document_source") == "template":
+            resolver.reads["docgen"] = {"document": sources.generated_document(call, req, client)}
         document = resolver.download()
         try:
             spec = SendSpec(
@@ -149,6 +146,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
+    sent_line += OPEN_REQUEST_NOTES.get(call.open_request, "")
     if props.get("wait") and not req.is_terminal:
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.WAITING)
         log_line(call, sent_line + "; waiting for the signers", client)
@@ -157,6 +155,71 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
             answer_waiting_calls(req)
         return
     answer(call, services.result_values(req), sent_line, client=client)
+
+
+def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -> SignatureRequest:
+    props = call.properties
+    account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
+    if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
+        raise InputError(f"{account.provider} documents are sent with the HR document robot")
+    signers = resolver.kedo_members() if kedo else resolver.signers(signer_fields.signers(resolver))
+    options = {**_options(props, kedo), "source_key": key}
+    title = props.get("title") or resolver.title()
+    with transaction.atomic():
+        req = services.create_request(call.portal, account, title=title, signers=signers,
+                                      entity=call.entity, options=options)
+        RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
+        call.signature_request = req
+    return req
+
+
+OPEN_REQUEST_NOTES = {
+    duplicates.REPLACED: "; the open request for the same document was cancelled first",
+    duplicates.SENT_ANOTHER: "; an open request for the same document exists and was kept",
+}
+
+
+def _note_open_request(call: RobotCall, what: str) -> None:
+    # A retry after "replaced" finds no open request any more: it stays "replaced".
+    if call.open_request == duplicates.REPLACED and what == duplicates.NONE:
+        return
+    RobotCall.objects.filter(pk=call.pk).update(open_request=what)
+    call.open_request = what
+
+
+def _settled_by_open_request(call: RobotCall, key: str, client: B24Client) -> bool:
+    """The robot fired again for an item whose document is already out: True when answered (nothing sent)."""
+    mode = call.properties.get("if_open_exists") or duplicates.RETURN
+    existing = duplicates.open_request(call, key)
+    if existing is None:
+        _note_open_request(call, duplicates.NONE)
+        return False
+    if mode == duplicates.ANOTHER:
+        _note_open_request(call, duplicates.SENT_ANOTHER)
+        return False
+    if mode == duplicates.REPLACE:
+        reason = "Replaced: the automation rule sent the same document again"
+        if existing.send_phase == "sent":
+            services.cancel_request(existing, reason, source="robot")
+        else:  # never reached the provider: nothing to cancel there
+            existing.move_to(states.CANCELLED, message=reason, source="robot")
+        existing.log("replaced", f"replaced by robot call {call.pk}", source="robot")
+        _note_open_request(call, duplicates.REPLACED)
+        return False
+    _note_open_request(call, duplicates.RETURNED)
+    RobotCall.objects.filter(pk=call.pk).update(signature_request=existing)
+    call.signature_request = existing
+    existing.log("returned", f"robot fired again (call {call.pk}): this open request was returned", source="robot")
+    line = f"b24sign: \"{existing.title}\" is already out for signature ({existing.status}); nothing sent again"
+    if call.properties.get("wait"):
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.WAITING)
+        log_line(call, line + "; waiting for the signers", client)
+        existing.refresh_from_db()
+        if existing.is_terminal:
+            answer_waiting_calls(existing)
+        return True
+    answer(call, services.result_values(existing), line, client=client)
+    return True
 
 
 def _default_subject(defaults, title: str) -> str:

@@ -13,7 +13,7 @@ from django.conf import settings
 
 from signing.registry import all_providers
 
-CATALOGUE_VERSION = 2
+CATALOGUE_VERSION = 3
 
 # Where the robots are offered: deals, leads, smart processes and (smart) invoices.
 CRM_DOCUMENT_TYPES = [
@@ -98,6 +98,8 @@ DOCUMENT_SOURCES = {
     "disk": t("Bitrix24 Drive file", "Файл на Диске", "Datei auf Drive"),
     "docgen": t("Document generator document", "Документ из генератора", "Dokument aus dem Generator"),
     "url": t("Link (https)", "Ссылка (https)", "Link (https)"),
+    "template": t("Document template (generated for the item)", "Шаблон документа (сформировать по элементу)",
+                  "Dokumentvorlage (für das Element erstellt)"),
 }
 
 DOCUMENT_PROPS: dict[str, Prop] = {
@@ -110,6 +112,13 @@ DOCUMENT_PROPS: dict[str, Prop] = {
     "document_id": Prop(t("Drive file or generated document ID", "ID файла на Диске или документа",
                           "ID der Drive-Datei oder des Dokuments"), "string"),
     "document_url": Prop(t("Document link", "Ссылка на документ", "Dokument-Link")),
+    "template_id": Prop(t("Document template", "Шаблон документа", "Dokumentvorlage"),
+                        description=t("ID of the document generator template", "ID шаблона генератора документов",
+                                      "ID der Vorlage des Dokumentgenerators")),
+    "template_values": Prop(t("Template: extra values", "Шаблон: дополнительные значения",
+                              "Vorlage: zusätzliche Werte"), "text",
+                            description=t("Name=value, one per line", "Имя=значение, по одному в строке",
+                                          "Name=Wert, einer pro Zeile")),
 }
 
 RESULT_PROPS: dict[str, Prop] = {
@@ -120,6 +129,22 @@ RESULT_PROPS: dict[str, Prop] = {
                               "Link zum signierten Dokument")),
     "error": Prop(t("Error", "Ошибка", "Fehler"), "text"),
 }
+
+# No double sends at business level (bizproc_ext/duplicates.py).
+IF_OPEN_EXISTS_PROP = Prop(
+    t("If an open request exists for this item (same document)",
+      "Если по элементу уже есть незавершённый запрос (тот же документ)",
+      "Wenn für das Element eine offene Anfrage besteht (gleiches Dokument)"),
+    "select", default="return",
+    options={"return": t("Return it, send nothing", "Вернуть его, ничего не отправлять",
+                         "Diese zurückgeben, nichts senden"),
+             "replace": t("Cancel it and send again", "Отменить его и отправить заново",
+                          "Stornieren und neu senden"),
+             "another": t("Send another one", "Отправить ещё один", "Eine weitere senden")})
+OPEN_REQUEST_RESULT = Prop(t("Open request found", "Найден незавершённый запрос", "Offene Anfrage gefunden"),
+                           description=t("none, returned, replaced or another",
+                                         "none, returned, replaced или another",
+                                         "none, returned, replaced oder another"))
 
 WAIT_PROP = Prop(t("Wait until the signing ends", "Ждать завершения подписания", "Bis zum Ende der Signatur warten"),
                  "bool", default="Y")
@@ -159,6 +184,14 @@ def _send_robot() -> Robot:
                                     options={"none": t("None", "Нет", "Keine"),
                                              "primary": t("Primary contact", "Основной контакт", "Hauptkontakt"),
                                              "all": t("All contacts", "Все контакты", "Alle Kontakte")}),
+            "signer_fields": Prop(t("Signers: the item's fields", "Подписанты: поля элемента",
+                                    "Unterzeichner: Felder des Elements"), multiple=True,
+                                  description=t("user:FIELD, contact:FIELD or email:FIELD (employee, contact or "
+                                                "e-mail fields of the item)",
+                                                "user:ПОЛЕ, contact:ПОЛЕ или email:ПОЛЕ (поля-сотрудники, контакты "
+                                                "или e-mail элемента)",
+                                                "user:FELD, contact:FELD oder email:FELD (Mitarbeiter-, Kontakt- "
+                                                "oder E-Mail-Felder)")),
             "signing_order": Prop(t("Signing order", "Порядок подписания", "Reihenfolge"), "select",
                                   default="sequential",
                                   options={"sequential": t("One after another", "По очереди", "Nacheinander"),
@@ -180,9 +213,10 @@ def _send_robot() -> Robot:
                                          "email_otp": t("Email code", "Код по e-mail", "E-Mail-Code")}),
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
                                          "Passwort / Zugangscode")),
+            "if_open_exists": IF_OPEN_EXISTS_PROP,
             "wait": WAIT_PROP,
         },
-        return_properties=RESULT_PROPS,
+        return_properties={**RESULT_PROPS, "open_request": OPEN_REQUEST_RESULT},
     )
 
 

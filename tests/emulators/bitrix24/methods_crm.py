@@ -267,6 +267,9 @@ def docgen_get(ctx: Ctx, p):
         d = None
     if d is None:
         raise B24Error("NOT_FOUND", "Document not found", 400)
+    if not d["pdf_ready"] and d.get("gets_left") is not None:  # docgen.py: the conversion moves on per get
+        d["gets_left"] -= 1
+        d["pdf_ready"] = d["gets_left"] <= 0
     return {"document": _render_doc(ctx, d)}
 
 
