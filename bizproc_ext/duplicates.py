@@ -32,8 +32,8 @@ def source_key(props: dict) -> str:
     else:
         ident = str(props.get("document_id") or "").strip()
     key = f"{source}:{ident}"
-    if props.get("signnow_template_id"):
-        key += f"|sn:{props['signnow_template_id']}"
+    if props.get("provider_template_id"):
+        key += f"|provider-template:{props['provider_template_id']}"
     return key[:300]
 
 

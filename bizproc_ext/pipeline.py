@@ -22,7 +22,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import duplicates, signer_fields, sources
+from . import duplicates, roles, signer_fields, sources
 from .answers import answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -127,22 +127,25 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
             req = _create_request(call, resolver, kedo, key)
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
-        if props.get("document_source") == "template":
+        template_id = req.options.get("provider_template_id") or ""
+        if props.get("document_source") == "template" and not template_id:
             resolver.reads["docgen"] = {"document": sources.generated_document(call, req, client)}
-        document = resolver.download()
+        document = None if template_id else resolver.download()  # a provider template is the document
         try:
             spec = SendSpec(
                 request_id=str(req.public_id), title=req.title, document=document,
-                signers=[_signer(s) for s in req.signers.all()], cc=list(props.get("cc_emails") or []),
+                signers=[_signer(s, req.options.get("template_roles")) for s in req.signers.all()],
+                cc=list(props.get("cc_emails") or []),
                 subject=props.get("subject") or _default_subject(defaults, req.title),
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
                 auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
-                options=req.options)
+                options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {})
             services.send_request(req, document, spec)
         finally:
-            Path(document.path).unlink(missing_ok=True)
+            if document is not None:
+                Path(document.path).unlink(missing_ok=True)
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
@@ -157,13 +160,35 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     answer(call, services.result_values(req), sent_line, client=client)
 
 
+def _template_setup(account, resolver: Resolver) -> tuple[list, dict]:
+    """Role-mapped signers and the prefill values, checked against what the provider can do."""
+    props, provider = resolver.props, account.provider_impl()
+    template_id = str(props.get("provider_template_id") or "").strip()
+    provider.require("templates" if template_id else "text_tags")
+    if props.get("prefill_fields") and not template_id:
+        raise InputError("prefilled fields need a provider template")
+    signers = roles.template_signers(resolver)
+    extra = {"template_roles": {s.email.lower(): s.template_role for s in signers}}
+    if template_id:
+        extra.update(provider_template_id=template_id, prefill=roles.prefill_values(resolver))
+    return signers, extra
+
+
 def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -> SignatureRequest:
     props = call.properties
     account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
     if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
         raise InputError(f"{account.provider} documents are sent with the HR document robot")
-    signers = resolver.kedo_members() if kedo else resolver.signers(signer_fields.signers(resolver))
     options = {**_options(props, kedo), "source_key": key}
+    if kedo:
+        signers = resolver.kedo_members()
+    elif props.get("provider_template_id") or (props.get("text_tags") and props.get("template_roles")):
+        signers, extra = _template_setup(account, resolver)
+        options.update(extra)
+    else:
+        if props.get("text_tags"):
+            account.provider_impl().require("text_tags")
+        signers = resolver.signers(signer_fields.signers(resolver))
     title = props.get("title") or resolver.title()
     with transaction.atomic():
         req = services.create_request(call.portal, account, title=title, signers=signers,
@@ -238,16 +263,18 @@ def _options(props: dict, kedo: bool) -> dict:
         names = {"company_id": "company_id", "provider_uid": "provider_uid",
                  "region_document_type": "region_document_type", "responsible": "responsible_user_id"}
     else:
-        names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject")}
+        names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject",
+                                 "text_tags")}
     return {ours: props.get(key) for key, ours in names.items() if props.get(key) not in (None, "")}
 
 
 KEDO_ROLES = ("signer", "assignee", "reviewer", "editor")
 
 
-def _signer(row):
+def _signer(row, template_roles: dict | None = None):
     return Signer(email=row.email, name=row.name, order=row.order, role=row.role, phone=row.phone,
-                  user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "")
+                  user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "",
+                  template_role=(template_roles or {}).get(row.email.lower(), ""))
 
 
 def _request_for(call: RobotCall) -> SignatureRequest:

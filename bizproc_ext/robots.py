@@ -146,6 +146,29 @@ OPEN_REQUEST_RESULT = Prop(t("Open request found", "Найден незавер�
                                          "none, returned, replaced или another",
                                          "none, returned, replaced oder another"))
 
+# Provider templates with role mapping and prefill (bizproc_ext/roles.py); signNow only for now.
+PROVIDER_TEMPLATE_PROPS: dict[str, Prop] = {
+    "provider_template_id": Prop(
+        t("Provider template (instead of the document)", "Шаблон сервиса подписи (вместо документа)",
+          "Vorlage des Anbieters (statt des Dokuments)"),
+        description=t("signNow template ID from the connected account", "ID шаблона signNow из подключённого "
+                      "аккаунта", "ID der signNow-Vorlage aus dem verbundenen Konto")),
+    "template_roles": Prop(
+        t("Template roles", "Роли шаблона", "Rollen der Vorlage"), "text",
+        description=t("Role=source per line: primary_contact, all_contacts, company_contact, user_N, email:…, "
+                      "field:CODE", "Роль=источник в строке: primary_contact, all_contacts, company_contact, "
+                      "user_N, email:…, field:КОД", "Rolle=Quelle pro Zeile: primary_contact, all_contacts, "
+                      "company_contact, user_N, email:…, field:CODE")),
+    "prefill_fields": Prop(
+        t("Prefill template fields", "Заполнить поля шаблона", "Vorlagenfelder vorbelegen"), "text",
+        description=t("template field=CRM field per line", "поле шаблона=поле CRM в строке",
+                      "Vorlagenfeld=CRM-Feld pro Zeile")),
+    "text_tags": Prop(
+        t("The PDF has text tags ({{t:s;r:y;o:\"Signer 1\";}})",
+          "В PDF есть текстовые теги ({{t:s;r:y;o:\"Signer 1\";}})",
+          "Das PDF hat Text-Tags ({{t:s;r:y;o:\"Signer 1\";}})"), "bool", default="N"),
+}
+
 WAIT_PROP = Prop(t("Wait until the signing ends", "Ждать завершения подписания", "Bis zum Ende der Signatur warten"),
                  "bool", default="Y")
 REQUEST_ID_PROP = Prop(t("Signature request ID", "ID запроса на подпись", "ID der Signaturanfrage"),
@@ -213,6 +236,7 @@ def _send_robot() -> Robot:
                                          "email_otp": t("Email code", "Код по e-mail", "E-Mail-Code")}),
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
                                          "Passwort / Zugangscode")),
+            **PROVIDER_TEMPLATE_PROPS,
             "if_open_exists": IF_OPEN_EXISTS_PROP,
             "wait": WAIT_PROP,
         },

@@ -19,6 +19,7 @@ from b24app.models import Portal
 from b24app.rest import B24Client, B24Error
 from bizproc_ext import sources
 from bizproc_ext.robots import catalogue
+from signing.base import ProviderError
 from signing.models import ProviderAccount
 from signing.registry import all_providers
 
@@ -90,6 +91,7 @@ def settings_context(request, code: str) -> dict:
             "multiple": prop.multiple, "required": prop.required,
             "value": value if not prop.multiple else (value if isinstance(value, list) else [v for v in [value] if v]),
             "options": [(k, v.get(lang) or v["en"]) for k, v in (prop.options or {}).items()],
+            "description": (prop.description.get(lang) or prop.description["en"]) if prop.description else "",
         })
     request.portal = portal
     templates, templates_error = [], ""
@@ -98,12 +100,32 @@ def settings_context(request, code: str) -> dict:
             templates = sources.list_templates(B24Client(portal), sources.entity_type_of(options.get("document_type")))
         except B24Error as exc:  # no documentgenerator scope or rights: the ID can still be typed
             templates_error = exc.description or exc.error
-    return {"templates": templates, "templates_error": templates_error,
+    provider_templates, provider_templates_error = [], ""
+    if "provider_template_id" in robot.properties:
+        provider_templates, provider_templates_error = _provider_templates(accounts)
+    return {"provider_templates": provider_templates, "provider_templates_error": provider_templates_error,
+            "templates": templates, "templates_error": templates_error,
             "portal": portal, "robot": robot, "props": props, "lang": lang,
             "robot_name": robot.name.get(lang) or robot.name["en"], "providers": providers,
             "file_fields": file_fields(options.get("document_fields")),
             "signer_field_choices": signer_field_choices(options.get("document_fields")),
             "current_json": json.dumps(current)}
+
+
+def _provider_templates(accounts) -> tuple[list[dict], str]:
+    """Templates of every connected account that has them (signNow), for the provider template control."""
+    out, errors = [], []
+    for account in accounts:
+        impl = account.provider_impl()
+        if "templates" not in impl.capabilities:
+            continue
+        try:
+            for tpl in impl.list_templates():
+                out.append({"id": tpl.id, "name": tpl.name, "provider": impl.label, "roles": ", ".join(tpl.roles),
+                            "text_fields": ", ".join(tpl.text_fields)})
+        except ProviderError as exc:
+            errors.append(f"{impl.label}: {exc.message}")
+    return out, "; ".join(errors)
 
 
 @csrf_exempt

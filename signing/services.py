@@ -92,7 +92,7 @@ def create_request(portal, account: ProviderAccount, *, title: str, signers: lis
     return req
 
 
-def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) -> None:
+def send_request(req: SignatureRequest, document: DocumentFile | None, spec: SendSpec) -> None:
     """Send once.  Re-entrant: a retry after a crash resumes from the provider's saved checkpoints."""
     if req.send_phase == "sent":
         return
@@ -107,8 +107,9 @@ def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) 
     spec.checkpoint = checkpoint
     spec.callback_url = req.account.webhook_url()
     provider.validate(spec)
-    SignatureRequest.objects.filter(pk=req.pk).update(
-        send_phase="sending", document_name=document.name[:255], document_size=document.size)
+    SignatureRequest.objects.filter(pk=req.pk).update(  # no document: the provider builds it from a template
+        send_phase="sending", document_name=(document.name if document else req.title)[:255],
+        document_size=document.size if document else 0)
     result = provider.send(spec)
     with transaction.atomic():
         checkpoint({"send": result.raw} if result.raw else {})

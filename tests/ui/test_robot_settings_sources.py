@@ -60,3 +60,26 @@ def test_the_open_request_option_defaults_to_returning_it_in_russian_too(portal_
     option = control(html, "if_open_exists")
     assert 'value="return" selected' in option and "Вернуть его, ничего не отправлять" in option
     assert "Отменить его и отправить заново" in option and "Шаблон документа" in html
+
+
+@pytest.fixture
+def signnow_account(portal_a, settings, client):
+    from tests.providers.flows import SIGNNOW_LOGIN, Courier, connect, signnow_emulator
+
+    with signnow_emulator(settings, Courier(client)) as emu:
+        connect(portal_a, "signnow", *SIGNNOW_LOGIN, "--default")
+        yield emu
+
+
+@pytest.mark.django_db
+def test_the_slider_lists_the_connected_signnow_templates_with_their_roles(portal_a, signnow_account, client):
+    tid = signnow_account.add_template("Sales agreement", [
+        {"type": "signature", "role": "Buyer", "name": "b"}, {"type": "signature", "role": "Seller", "name": "s"},
+        {"type": "text", "role": "Seller", "name": "Price"}])
+    html = open_slider(portal_a, client, current={"provider_template_id": tid})
+    control_html = html.split('id="p-provider_template_id"')[1].split("</select>")[0]
+    assert f'value="{tid}"' in control_html and "Sales agreement (signNow)" in control_html
+    assert 'data-roles="Buyer, Seller"' in control_html and 'data-text-fields="Price"' in control_html
+    parts = html.split('id="template-parts"')[1].split("</p>")[0]
+    assert "Buyer, Seller" in parts and "Price" in parts
+    assert 'placeholder="Buyer=primary_contact' in html  # the role mapping control

@@ -38,7 +38,7 @@ from signing.base import (
     WebhookEvent,
 )
 
-from . import documents, invites, replace, webhooks
+from . import documents, invites, replace, templates, webhooks
 from .client import SignNowClient, basic_auth
 from .documents import OPEN, as_float, as_int, detect_mode, document_id, has_invite
 from .invites import EMAIL_RE, signers_of
@@ -63,7 +63,7 @@ class SignNowProvider(Provider):
                         help="Invites are sent from this address; it must own the documents"),
         CredentialField("password", "signNow password"),
     ]
-    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail"})
+    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail", "templates", "text_tags"})
     supported_auth = frozenset({"none", "password", "sms"})
 
     def __init__(self, account):
@@ -158,12 +158,14 @@ class SignNowProvider(Provider):
                 fail(f"the reminder must be between 1 and 179 days (got {spec.reminder_days})")
             if spec.reminder_days >= (spec.expiry_days or 30):
                 fail("the reminder must come before the invite expires")
-        size_mb = (spec.document.size or 0) / (1024 * 1024)
+        size_mb = ((spec.document.size if spec.document else 0) or 0) / (1024 * 1024)
         if size_mb > MAX_PDF_MB:
             fail(f"the document is {size_mb:.1f} MB; the limit is {MAX_PDF_MB} MB")
         creds = self.account.credentials or {}
         if not creds.get("access_token") and not creds.get("password"):
             fail("the account is not connected; reconnect it in b24sign's settings")
+        if spec.template_id:
+            templates.check(self.client, spec)  # unmapped role, missing prefill field, deleted template
 
     # -- send ------------------------------------------------------------------------------------------
     def send(self, spec: SendSpec) -> SendResult:
@@ -173,6 +175,8 @@ class SignNowProvider(Provider):
             state.update(changes)
             spec.checkpoint(dict(state))
 
+        if not state.get("document_id") and spec.template_id:
+            save(document_id=templates.copy_template(self.client, spec), template_id=spec.template_id)
         if not state.get("document_id"):
             fields = {"name": spec.title[:200]} if spec.title else None
             uploaded = self.client.upload(spec.document.path, spec.document.name or "document.pdf", fields=fields,
@@ -181,6 +185,9 @@ class SignNowProvider(Provider):
                 raise ProviderError("signNow: the upload returned no document id", code="bad_response")
             save(document_id=str(uploaded["id"]))
         doc_id = state["document_id"]
+        if spec.prefill and not state.get("prefilled"):
+            templates.prefill(self.client, doc_id, spec.prefill)
+            save(prefilled=True)
         doc = self._document(doc_id)
         if "page_count" not in state:
             save(page_count=as_int(doc.get("page_count"), 0))
@@ -196,12 +203,17 @@ class SignNowProvider(Provider):
             if mode == "freeform":
                 answer = invites.invite_freeform(self.client, doc_id, spec, self._sender())
                 save(freeform_invite_ids=[answer.get("id")] if answer.get("id") else [])
+            elif any(s.template_role for s in signers_of(spec)):  # roles mapped by name (template, tags)
+                templates.invite_roles(self.client, doc_id, spec, doc, self._sender())
             else:
                 invites.invite_fields(self.client, doc_id, spec, doc, self._sender())
             doc = self._document(doc_id)
         save(invite_sent=True, mode=state.get("mode") or detect_mode(doc))
         return SendResult(external_id=doc_id, signers=documents.signer_states(doc),
                           raw={"document_id": doc_id, "mode": state["mode"]})
+
+    def list_templates(self):
+        return templates.list_templates(self.client)
 
     def _document(self, doc_id: str) -> dict:
         return documents.read_document(self.client, doc_id)

@@ -7,11 +7,12 @@ from .documents import DocumentsMixin
 from .invites import InvitesMixin
 from .lifecycle import InviteLifecycleMixin
 from .signer import SignerActionsMixin
+from .templates import TemplatesMixin
 from .webhooks import WebhooksMixin
 
 
 class SignNowEmulator(AuthMixin, DocumentsMixin, InvitesMixin, InviteLifecycleMixin, WebhooksMixin,
-                      SignerActionsMixin, ProviderEmulator):
+                      SignerActionsMixin, TemplatesMixin, ProviderEmulator):
     def __init__(self, basic_token: str, users: dict[str, str] | None = None, token_ttl: int = 2592000):
         super().__init__("signnow-emulator")
         self.basic_token = basic_token
@@ -66,3 +67,4 @@ class SignNowEmulator(AuthMixin, DocumentsMixin, InvitesMixin, InviteLifecycleMi
         r("GET", r"^/v2/event-subscriptions$", self.h_sub_list)
         r("GET", r"^/v2/event-subscriptions/(?P<sub_id>[0-9a-f]+)/callbacks$", self.h_sub_callbacks)
         r("GET", r"^/v2/event-subscriptions/callbacks$", self.h_sub_callbacks)
+        self._template_routes()
