@@ -141,7 +141,8 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
                 auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
-                options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {})
+                options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {},
+                delivery=req.options.get("delivery") or "email")
             services.send_request(req, document, spec)
         finally:
             if document is not None:
@@ -157,7 +158,15 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         if req.is_terminal:  # it finished while we were logging: make sure somebody answers
             answer_waiting_calls(req)
         return
-    answer(call, services.result_values(req), sent_line, client=client)
+    answer(call, {**services.result_values(req), **_links(req)}, sent_line, client=client)
+
+
+def _links(req: SignatureRequest) -> dict:
+    """``signing_links`` for a request sent with "I send the link myself" (issued once, then kept)."""
+    if req.options.get("delivery") != "link" or req.is_terminal:
+        return {}
+    stored = req.signing_links or services.issue_signing_links(req, source="robot")
+    return {"signing_links": services.links_text(stored)}
 
 
 def _template_setup(account, resolver: Resolver) -> tuple[list, dict]:
@@ -180,6 +189,9 @@ def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -
     if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
         raise InputError(f"{account.provider} documents are sent with the HR document robot")
     options = {**_options(props, kedo), "source_key": key}
+    if not kedo and props.get("delivery") == "link":
+        account.provider_impl().require("signing_links")
+        options["delivery"] = "link"
     if kedo:
         signers = resolver.kedo_members()
     elif props.get("provider_template_id") or (props.get("text_tags") and props.get("template_roles")):
@@ -243,7 +255,7 @@ def _settled_by_open_request(call: RobotCall, key: str, client: B24Client) -> bo
         if existing.is_terminal:
             answer_waiting_calls(existing)
         return True
-    answer(call, services.result_values(existing), line, client=client)
+    answer(call, {**services.result_values(existing), **_links(existing)}, line, client=client)
     return True
 
 

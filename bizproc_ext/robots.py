@@ -237,10 +237,21 @@ def _send_robot() -> Robot:
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
                                          "Passwort / Zugangscode")),
             **PROVIDER_TEMPLATE_PROPS,
+            "delivery": Prop(t("How signers get the document", "Как подписанты получат документ",
+                               "Wie Unterzeichner das Dokument erhalten"), "select", default="email",
+                             options={"email": t("E-mail from the provider", "Письмо от сервиса подписи",
+                                                 "E-Mail vom Anbieter"),
+                                      "link": t("I send the link myself (signing_links)",
+                                                "Я отправлю ссылку сам (signing_links)",
+                                                "Ich sende den Link selbst (signing_links)")}),
             "if_open_exists": IF_OPEN_EXISTS_PROP,
             "wait": WAIT_PROP,
         },
-        return_properties={**RESULT_PROPS, "open_request": OPEN_REQUEST_RESULT},
+        return_properties={**RESULT_PROPS, "open_request": OPEN_REQUEST_RESULT,
+                           "signing_links": Prop(t("Signing links", "Ссылки для подписания", "Signatur-Links"),
+                                                 "text", description=t("email: link, one per line; they expire",
+                                                                       "e-mail: ссылка, по строке; истекают",
+                                                                       "E-Mail: Link pro Zeile; sie laufen ab"))},
     )
 
 

@@ -70,6 +70,7 @@ class SendSpec:
     auth_secret: str = ""
     callback_url: str = ""         # our webhook URL for this account
     options: dict = field(default_factory=dict)  # provider-specific (KEDO: company, provider uid, …)
+    delivery: str = "email"        # email: the provider e-mails the invites | link: signing links ("signing_links")
     template_id: str = ""          # a provider template to create the document from ("templates")
     prefill: dict = field(default_factory=dict)  # template text field name -> value ("templates")
     # Recovery points (brandur's idempotency keys): ``resume`` is what earlier attempts of this same
@@ -130,6 +131,14 @@ class ProviderTemplate:
     name: str
     roles: list[str] = field(default_factory=list)        # in signing order
     text_fields: list[str] = field(default_factory=list)  # names that can be prefilled
+
+
+@dataclass
+class SigningLink:
+    """A link a signer opens to sign, handed out by us instead of the provider's e-mail; it expires."""
+    email: str
+    url: str
+    expires_at: float              # unix time, as the provider documents it
 
 
 # Capabilities beyond send/status, one vocabulary for every provider (``Provider.capabilities``):
@@ -208,6 +217,11 @@ class Provider:
 
     def list_templates(self) -> list[ProviderTemplate]:
         self.require("templates")
+        return []
+
+    def signing_links(self, request) -> list[SigningLink]:
+        """Fresh links for everyone who has not signed yet (a request sent with ``delivery="link"``)."""
+        self.require("signing_links")
         return []
 
     # -- callbacks -------------------------------------------------------------------------------

@@ -187,6 +187,23 @@ def cancel_request(req: SignatureRequest, reason: str, source: str) -> bool:
     return True
 
 
+def issue_signing_links(req: SignatureRequest, source: str) -> dict[str, dict]:
+    """Fresh signing links for everyone still to sign (``delivery="link"``), kept encrypted on the request.
+    The history says who got one and until when, never the link itself."""
+    links = req.account.provider_impl().signing_links(req)
+    stored = {link.email.lower(): {"url": link.url, "expires_at": link.expires_at} for link in links}
+    SignatureRequest.objects.filter(pk=req.pk).update(signing_links=stored, updated_at=timezone.now())
+    req.signing_links = stored
+    req.log("links", f"signing links issued for {', '.join(stored) or 'nobody (all signed)'}", source=source,
+            payload={"expires_at": {e: v["expires_at"] for e, v in stored.items()}})
+    return stored
+
+
+def links_text(stored: dict) -> str:
+    """The robot's ``signing_links`` value: one ``email: link`` per line."""
+    return "\n".join(f"{email}: {v['url']}" for email, v in (stored or {}).items())
+
+
 def finalize_soon(req: SignatureRequest) -> None:
     """Ask for :func:`finalize` after commit (``signing.receivers`` queues the task)."""
     signals.request_ended.send(sender=SignatureRequest, request=req)

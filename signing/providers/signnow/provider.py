@@ -38,7 +38,7 @@ from signing.base import (
     WebhookEvent,
 )
 
-from . import documents, invites, replace, templates, webhooks
+from . import documents, embedded, invites, replace, templates, webhooks
 from .client import SignNowClient, basic_auth
 from .documents import OPEN, as_float, as_int, detect_mode, document_id, has_invite
 from .invites import EMAIL_RE, signers_of
@@ -63,7 +63,8 @@ class SignNowProvider(Provider):
                         help="Invites are sent from this address; it must own the documents"),
         CredentialField("password", "signNow password"),
     ]
-    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail", "templates", "text_tags"})
+    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail", "templates", "text_tags",
+                              "signing_links"})
     supported_auth = frozenset({"none", "password", "sms"})
 
     def __init__(self, account):
@@ -195,7 +196,7 @@ class SignNowProvider(Provider):
         if state.get("invite_started") and has_invite(doc):
             log.info("signNow document %s already has an invite: not inviting again", doc_id)
         else:
-            mode = state.get("mode") or invites.choose_mode(spec, doc)
+            mode = state.get("mode") or ("field" if spec.delivery == "link" else invites.choose_mode(spec, doc))
             if mode == "field" and not doc.get("roles"):
                 invites.add_signature_fields(self.client, doc_id, spec, as_int(doc.get("page_count"), 1))
                 doc = self._document(doc_id)
@@ -203,6 +204,8 @@ class SignNowProvider(Provider):
             if mode == "freeform":
                 answer = invites.invite_freeform(self.client, doc_id, spec, self._sender())
                 save(freeform_invite_ids=[answer.get("id")] if answer.get("id") else [])
+            elif spec.delivery == "link":  # embedded invites: we hand out the links, signNow e-mails nobody
+                save(delivery="link", embedded_invites=embedded.create(self.client, doc_id, spec, doc))
             elif any(s.template_role for s in signers_of(spec)):  # roles mapped by name (template, tags)
                 templates.invite_roles(self.client, doc_id, spec, doc, self._sender())
             else:
@@ -214,6 +217,13 @@ class SignNowProvider(Provider):
 
     def list_templates(self):
         return templates.list_templates(self.client)
+
+    def signing_links(self, request):
+        if (request.provider_state or {}).get("delivery") != "link":
+            raise ProviderError("signNow: this request was sent by e-mail; it has no signing links", permanent=True,
+                                code="input")
+        doc_id = document_id(request)
+        return embedded.links(self.client, doc_id, self._document(doc_id))
 
     def _document(self, doc_id: str) -> dict:
         return documents.read_document(self.client, doc_id)
@@ -262,6 +272,9 @@ class SignNowProvider(Provider):
 
     def cancel(self, request, reason: str = "") -> None:
         doc_id = document_id(request)
+        if (request.provider_state or {}).get("delivery") == "link":
+            embedded.withdraw(self.client, doc_id)
+            return
         doc = self._document(doc_id)
         reason = (reason or "Cancelled from Bitrix24").strip()[:500]
         if detect_mode(doc) == "freeform":
