@@ -131,7 +131,9 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         if props.get("document_source") == "template" and not template_id:
             resolver.reads["docgen"] = {"document": sources.generated_document(call, req, client)}
         document = None if template_id else resolver.download()  # a provider template is the document
+        extra = []
         try:
+            extra = sources.extra_documents(resolver, client)
             spec = SendSpec(
                 request_id=str(req.public_id), title=req.title, document=document,
                 signers=[_signer(s, req.options.get("template_roles")) for s in req.signers.all()],
@@ -142,11 +144,12 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
                 auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
                 options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {},
-                delivery=req.options.get("delivery") or "email")
+                delivery=req.options.get("delivery") or "email", extra_documents=extra)
             services.send_request(req, document, spec)
         finally:
-            if document is not None:
-                Path(document.path).unlink(missing_ok=True)
+            for file in [document, *extra]:
+                if file is not None:
+                    Path(file.path).unlink(missing_ok=True)
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
@@ -189,6 +192,8 @@ def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -
     if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
         raise InputError(f"{account.provider} documents are sent with the HR document robot")
     options = {**_options(props, kedo), "source_key": key}
+    if not kedo and props.get("extra_documents"):
+        account.provider_impl().require("document_group")
     if not kedo and props.get("delivery") == "link":
         account.provider_impl().require("signing_links")
         options["delivery"] = "link"

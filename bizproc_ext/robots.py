@@ -237,6 +237,14 @@ def _send_robot() -> Robot:
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
                                          "Passwort / Zugangscode")),
             **PROVIDER_TEMPLATE_PROPS,
+            "extra_documents": Prop(t("More documents in the same request", "Ещё документы в том же запросе",
+                                      "Weitere Dokumente in derselben Anfrage"), multiple=True,
+                                    description=t("field:CODE, disk:ID or docgen:ID; up to 10 documents in all "
+                                                  "(signNow document group)",
+                                                  "field:КОД, disk:ID или docgen:ID; всего до 10 документов "
+                                                  "(группа документов signNow)",
+                                                  "field:CODE, disk:ID oder docgen:ID; bis zu 10 Dokumente "
+                                                  "(signNow-Dokumentgruppe)")),
             "delivery": Prop(t("How signers get the document", "Как подписанты получат документ",
                                "Wie Unterzeichner das Dokument erhalten"), "select", default="email",
                              options={"email": t("E-mail from the provider", "Письмо от сервиса подписи",

@@ -9,8 +9,10 @@ A retry finds the document id on the request and never generates a second one.
 """
 from __future__ import annotations
 
+import copy
 import json
 import time
+from pathlib import Path
 
 from django.conf import settings
 
@@ -125,3 +127,46 @@ def _on_timeline(client: B24Client, req: SignatureRequest, entity, state: dict) 
                        f"{state['template_id']} to be sent for e-signature ({req.public_id})."}})
     except B24Error as exc:
         req.log("note", f"timeline comment failed: {exc.error}", source="worker")
+
+
+MAX_DOCUMENTS = 10  # the main document plus up to nine more (signNow document groups)
+
+
+def extra_documents(resolver, client: B24Client) -> list:
+    """The robot's ``extra_documents`` (``field:CODE``, ``disk:ID``, ``docgen:ID``), downloaded like the main
+    one.  Their Drive / generator metadata is read in one batch."""
+    entries = [str(e).strip() for e in resolver.props.get("extra_documents") or [] if str(e).strip()]
+    if not entries:
+        return []
+    if len(entries) > MAX_DOCUMENTS - 1:
+        raise InputError(f"up to {MAX_DOCUMENTS} documents in one request (the document and "
+                         f"{MAX_DOCUMENTS - 1} more)")
+    parsed = []
+    for entry in entries:
+        kind, sep, ident = entry.partition(":")
+        if not sep or kind not in ("field", "disk", "docgen") or not ident.strip():
+            raise InputError(f"more documents: {entry!r} is not field:CODE, disk:ID or docgen:ID")
+        parsed.append((kind, ident.strip()))
+    calls = {f"x{i}": ("disk.file.get", {"id": ident}) if kind == "disk" else
+             ("crm.documentgenerator.document.get", {"id": ident})
+             for i, (kind, ident) in enumerate(parsed) if kind != "field"}
+    result = client.batch(calls) if calls else None
+    if result is not None and result.errors:
+        key, err = next(iter(result.errors.items()))
+        raise InputError(f"cannot read {entries[int(key[1:])]}: {err.get('error_description') or err.get('error')}")
+    files = []
+    try:
+        for i, (kind, ident) in enumerate(parsed):
+            one = copy.copy(resolver)
+            one.props = {**resolver.props, "document_source": kind, "document_field": ident, "document_id": ident}
+            one.reads = {**resolver.reads}
+            if kind == "disk":
+                one.reads["disk"] = result.results.get(f"x{i}")
+            elif kind == "docgen":
+                one.reads["docgen"] = result.results.get(f"x{i}")
+            files.append(one.download())
+    except Exception:
+        for f in files:
+            Path(f.path).unlink(missing_ok=True)
+        raise
+    return files

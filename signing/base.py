@@ -70,6 +70,7 @@ class SendSpec:
     auth_secret: str = ""
     callback_url: str = ""         # our webhook URL for this account
     options: dict = field(default_factory=dict)  # provider-specific (KEDO: company, provider uid, …)
+    extra_documents: list[DocumentFile] = field(default_factory=list)  # more files, one request ("document_group")
     delivery: str = "email"        # email: the provider e-mails the invites | link: signing links ("signing_links")
     template_id: str = ""          # a provider template to create the document from ("templates")
     prefill: dict = field(default_factory=dict)  # template text field name -> value ("templates")

@@ -38,7 +38,7 @@ from signing.base import (
     WebhookEvent,
 )
 
-from . import documents, embedded, invites, replace, templates, webhooks
+from . import documents, embedded, groups, invites, replace, templates, webhooks
 from .client import SignNowClient, basic_auth
 from .documents import OPEN, as_float, as_int, detect_mode, document_id, has_invite
 from .invites import EMAIL_RE, signers_of
@@ -64,7 +64,7 @@ class SignNowProvider(Provider):
         CredentialField("password", "signNow password"),
     ]
     capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail", "templates", "text_tags",
-                              "signing_links"})
+                              "signing_links", "document_group"})
     supported_auth = frozenset({"none", "password", "sms"})
 
     def __init__(self, account):
@@ -176,6 +176,8 @@ class SignNowProvider(Provider):
             state.update(changes)
             spec.checkpoint(dict(state))
 
+        if spec.extra_documents:  # several documents: a document group (groups.py)
+            return groups.send(self, spec, state, save)
         if not state.get("document_id") and spec.template_id:
             save(document_id=templates.copy_template(self.client, spec), template_id=spec.template_id)
         if not state.get("document_id"):
@@ -234,10 +236,15 @@ class SignNowProvider(Provider):
 
     # -- status ----------------------------------------------------------------------------------------
     def status(self, request) -> StatusSnapshot:
+        if groups.is_group(request):
+            return groups.status(self.client, request)
         return documents.status_snapshot(self.client, request)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def remind(self, request) -> None:
+        if groups.is_group(request):
+            raise ProviderError("signNow: b24sign does not send reminders for document groups yet", permanent=True,
+                                code="unsupported")
         doc_id = document_id(request)
         doc = self._document(doc_id)
         if detect_mode(doc) == "freeform":
@@ -271,6 +278,8 @@ class SignNowProvider(Provider):
             raise failures[0]
 
     def cancel(self, request, reason: str = "") -> None:
+        if groups.is_group(request):
+            return groups.cancel(self.client, request)
         doc_id = document_id(request)
         if (request.provider_state or {}).get("delivery") == "link":
             embedded.withdraw(self.client, doc_id)
@@ -297,6 +306,8 @@ class SignNowProvider(Provider):
         replace.replace_signer(self.client, request, old_email, new_email)
 
     def signed_document(self, request) -> SignedFiles:
+        if groups.is_group(request):
+            return groups.signed_bundle(self.client, request)
         return documents.signed_copy(self.client, request)
 
     # -- callbacks -------------------------------------------------------------------------------------
