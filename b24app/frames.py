@@ -1,11 +1,12 @@
 """Who is looking at the app page, without cookies (a third-party frame cannot rely on them).
 
-Opening the app, Bitrix24 POSTs the user's token (AUTH_ID) with member_id and APPLICATION_TOKEN (spec §1.2).
-We accept it only when both hold:
+Opening the app or a placement, Bitrix24 POSTs the user's token (AUTH_ID) with member_id (spec §1.2); a
+cloud portal may add APPLICATION_TOKEN, which every user can read, so it is optional and never a proof.
+We accept the POST only when the user's own token holds (``b24app.trust.verify_user_token``):
 
-1. the application token matches the one stored for that member_id (constant time, ``verified_portal``);
-2. AUTH_ID works on *that* portal's REST endpoint (``user.current``), so a forged token, or a real one
-   from another portal, is refused; ``user.admin`` there says whether the user is an administrator.
+1. ``app.info`` on the trusted OAuth server says AUTH_ID was issued to our client_id on that member_id;
+2. ``user.current`` on *that* portal's stored endpoint says who the user is, so a forged token, or a real
+   one from another portal, is refused; ``user.admin`` there says whether the user is an administrator.
 
 The page then carries a short-lived signed token (portal, user, admin flag, language) in its links
 (``?t=``), forms (``t``) and XHR headers (``X-B24Sign-Token``).  Every later request re-checks it and
@@ -24,10 +25,10 @@ from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 
 from b24app.framing import allow_portal_frame
-from b24app.lifecycle import Rejected, verified_portal
+from b24app.lifecycle import Rejected
 from b24app.models import Portal
 from b24app.rest import B24Error
-from b24app.rest.client import call_with_token
+from b24app.trust import VerifiedUser, verify_user_token
 
 log = logging.getLogger("b24sign.ui")
 
@@ -57,28 +58,60 @@ class UiSession:
                               "n": self.name[:60], "v": self.portal.app_token_digest[:12]}, salt=SALT)
 
 
-def session_from_frame_post(request) -> UiSession:
-    """The POST Bitrix24 sends when a user opens the app: both proofs, or Rejected (401/403)."""
-    post = request.POST
-    portal = verified_portal({"auth": {"member_id": post.get("member_id", ""),
-                                       "application_token": post.get("APPLICATION_TOKEN", "")}})
-    auth_id = post.get("AUTH_ID", "")
+def frame_post_portal(post) -> Portal:
+    """The installed portal a frame POST names by ``member_id``.  ``APPLICATION_TOKEN`` is optional (Bitrix24's
+    app layout does not send it) and never sufficient; when present it must still match (a stale frame)."""
+    member_id = str(post.get("member_id", ""))
+    if not member_id:
+        raise Rejected(401, "member_id is required")
+    portal = Portal.objects.filter(member_id=member_id).first()
+    if portal is None:
+        raise Rejected(401, "unknown portal")
+    if not portal.is_installed:
+        raise Rejected(403, "the application is not installed on this portal")
+    app_token = str(post.get("APPLICATION_TOKEN", ""))
+    if app_token and portal.app_token_digest and not portal.application_token_matches(app_token):
+        raise Rejected(403, "application token mismatch")
+    return portal
+
+
+def verified_frame_user(post) -> tuple[Portal, VerifiedUser]:
+    """Any frame (the app, every placement): the user's own AUTH_ID is the proof (module docstring)."""
+    portal = frame_post_portal(post)
+    auth_id = str(post.get("AUTH_ID", ""))
     if not auth_id:
         raise Rejected(401, "AUTH_ID is required")
-    # The stored endpoint, never the DOMAIN of the request: a forged page cannot point us elsewhere.
+    # The stored endpoints, never the DOMAIN or SERVER_ENDPOINT of the request: a forged page cannot
+    # point us elsewhere.
     try:
-        user = call_with_token(portal.client_endpoint, auth_id, "user.current") or {}
-        admin = call_with_token(portal.client_endpoint, auth_id, "user.admin")
+        user = verify_user_token(auth_id, portal.member_id, portal.client_endpoint, portal.server_endpoint)
     except B24Error as exc:
-        log.info("portal %s: app page auth refused (%s)", portal.member_id[:8], exc.error)
+        log.info("portal %s: frame auth refused (%s)", portal.member_id[:8], exc.error)
         raise Rejected(403, "the Bitrix24 authorization of this page is not valid for this portal") from exc
+    if user.is_admin and (portal.token_admin_lost_at or portal.needs_reinstall or not portal.access_token):
+        adopt_admin_token(portal, user, auth_id, str(post.get("REFRESH_ID", "")), post.get("AUTH_EXPIRES"))
+    return portal, user
+
+
+def adopt_admin_token(portal: Portal, user: VerifiedUser, access: str, refresh: str, expires) -> None:
+    """The stored token's user stopped being an admin (or its refresh was rejected): an administrator
+    opened the app, with a token just verified, so theirs becomes the app's token."""
     try:
-        user_id = int(user.get("ID"))
-    except (TypeError, ValueError, AttributeError):
-        raise Rejected(403, "Bitrix24 did not say who the user is") from None
-    name = " ".join(str(user.get(k) or "") for k in ("NAME", "LAST_NAME")).strip()
-    return UiSession(portal=portal, user_id=user_id, is_admin=admin in (True, "true", 1, "1", "Y"),
-                     lang=ui_language(request.GET.get("LANG") or portal.language), name=name)
+        expires_in = int(expires or 3600)
+    except (TypeError, ValueError):
+        expires_in = 3600
+    portal.set_tokens(access, refresh, expires_in, user.user_id)
+    portal.token_admin_lost_at = None
+    portal.save(update_fields=["access_token", "refresh_token", "token_expires_at", "token_user_id",
+                               "token_version", "needs_reinstall", "token_admin_lost_at", "updated_at"])
+    log.info("portal %s: administrator %s's verified token stored", portal.member_id, user.user_id)
+
+
+def session_from_frame_post(request) -> UiSession:
+    """The POST Bitrix24 sends when a user opens the app: the user's own token, or Rejected (401/403)."""
+    portal, user = verified_frame_user(request.POST)
+    return UiSession(portal=portal, user_id=user.user_id, is_admin=user.is_admin,
+                     lang=ui_language(request.GET.get("LANG") or portal.language), name=user.name)
 
 
 def session_from_token(request) -> UiSession:

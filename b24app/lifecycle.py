@@ -1,8 +1,9 @@
 """Installation and the app's own events (ONAPPINSTALL, ONAPPUPDATE, ONAPPUNINSTALL).
 
 Trust: an install or ONAPPINSTALL/ONAPPUPDATE carries an access token, which we check with ``app.info``
-on the trusted OAuth server (our client id, the same member_id) before storing anything.  ONAPPUNINSTALL
-carries no usable token, so the stored application_token (compared in constant time) is its only proof.
+on the trusted OAuth server (our client id, the same member_id) and ``user.admin`` before storing
+anything.  ONAPPUNINSTALL carries no usable token: after the application-token check, the trusted OAuth
+server must confirm the stored tokens are dead (``trust.uninstall_confirmed``) before anything changes.
 """
 from __future__ import annotations
 
@@ -17,8 +18,8 @@ from django.utils import timezone
 from . import signals
 from .models import Portal
 from .rest import B24Client, B24Error
-from .rest.client import call_with_token
-from .rest.oauth import oauth_base, verify_install_token
+from .rest.oauth import oauth_base
+from .trust import Unconfirmed, uninstall_confirmed, verify_user_token
 
 log = logging.getLogger("b24sign.lifecycle")
 
@@ -64,37 +65,40 @@ def _client_endpoint(info: dict) -> tuple[str, str]:
 
 
 def upsert_portal(creds: Credentials) -> Portal:
-    """Verify the credentials with app.info, then create or update the portal with them."""
-    if not (creds.member_id and creds.access_token and creds.application_token):
-        raise Rejected(400, "member_id, access token and application token are required")
+    """Verify the credentials (app.info on the trusted OAuth server, then ``user.admin``), then create or
+    update the portal with them.  Only an administrator's verified token is ever stored, every time:
+    any user who opens the app holds a valid token, and the application token is readable by all."""
+    if not (creds.member_id and creds.access_token):
+        raise Rejected(400, "member_id and an access token are required")
     try:
         oauth_base(creds.server_endpoint)
-        info = verify_install_token(creds.access_token, creds.member_id, creds.server_endpoint)
+        user = verify_user_token(creds.access_token, creds.member_id, None, creds.server_endpoint)
     except B24Error as exc:
         log.warning("install for %s refused: %s", creds.member_id[:8], exc.error)
         raise Rejected(403, f"token check failed: {exc.error}") from exc
+    if not user.is_admin:
+        log.warning("install for %s refused: user %s is not an administrator", creds.member_id[:8], user.user_id)
+        raise Rejected(403, "only a portal administrator can install the application")
+    info = user.info
     domain, endpoint = _client_endpoint(info)
-    existing = Portal.objects.filter(member_id=creds.member_id).first()
-    if not (existing and existing.is_installed and existing.application_token_matches(creds.application_token)):
-        # Any user who opens the app holds a valid token; only an admin may (re)set the application token.
-        try:
-            is_admin = call_with_token(endpoint, creds.access_token, "user.admin") in (True, "true", 1, "1", "Y")
-        except B24Error as exc:
-            raise Rejected(403, f"admin check failed: {exc.error}") from exc
-        if not is_admin:
-            raise Rejected(403, "only a portal administrator can install the application")
     with transaction.atomic():
         portal = Portal.objects.select_for_update().filter(member_id=creds.member_id).first() or \
             Portal(member_id=creds.member_id)
+        reinstall = portal.pk is None or not portal.is_installed
         portal.domain = domain
         portal.client_endpoint = endpoint
-        portal.server_endpoint = creds.server_endpoint or f"{oauth_base(None)}/rest/"
+        portal.server_endpoint = creds.server_endpoint or portal.server_endpoint or f"{oauth_base(None)}/rest/"
         portal.status = creds.status or (info.get("install") or {}).get("status", "") or portal.status
         portal.scope = creds.scope or info.get("scope", "") or portal.scope
         if creds.language:
             portal.language = creds.language[:8]
-        portal.set_application_token(creds.application_token)
-        portal.set_tokens(creds.access_token, creds.refresh_token, creds.expires_in, info.get("user_id"))
+        if creds.application_token:
+            portal.set_application_token(creds.application_token)
+        elif reinstall:
+            # The last installation's token is void; ONAPPINSTALL brings the new one (auth[application_token]).
+            portal.app_token_digest = ""
+        portal.set_tokens(creds.access_token, creds.refresh_token, creds.expires_in, user.user_id)
+        portal.token_admin_lost_at = None
         if portal.uninstalled_at:
             portal.uninstalled_at = None
             portal.installed_at = timezone.now()
@@ -146,14 +150,20 @@ def complete_install(portal: Portal) -> dict:
 
 
 def credentials_from_event(form: dict) -> Credentials:
-    auth = form.get("auth") or {}
+    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}  # auth=x: no token, refused
     data = form.get("data") or {}
     return Credentials(
         member_id=str(auth.get("member_id", "")), access_token=str(auth.get("access_token", "")),
-        refresh_token=str(auth.get("refresh_token", "")), expires_in=int(auth.get("expires_in") or 3600),
+        refresh_token=str(auth.get("refresh_token", "")), expires_in=_seconds(auth.get("expires_in")),
         server_endpoint=str(auth.get("server_endpoint", "")), application_token=str(auth.get("application_token", "")),
         status=str(auth.get("status", "")), scope=str(auth.get("scope", "")),
         language=str(data.get("LANGUAGE_ID", "")) if isinstance(data, dict) else "")
+
+
+def _seconds(value, default: int = 3600) -> int:
+    """A token lifetime as sent (``expires_in``): digits within a day, else the documented hour."""
+    text = str(value or "").strip()
+    return min(int(text), 86400) if text.isdigit() and int(text) > 0 else default
 
 
 def verified_portal(form: dict, only: tuple[str, ...] = ()) -> Portal:
@@ -183,6 +193,16 @@ def handle_app_event(event: str, form: dict) -> str:
     """Apply one verified lifecycle event; returns a short outcome for the response body."""
     if event == "ONAPPUNINSTALL":
         portal = verified_portal(form)
+        try:
+            confirmed = uninstall_confirmed(portal)
+        except Unconfirmed as exc:
+            log.warning("portal %s: ONAPPUNINSTALL not confirmed, OAuth server unreachable (%s); nothing changed",
+                        portal.member_id, exc)
+            raise Rejected(503, "the uninstall could not be confirmed; nothing was changed") from exc
+        if not confirmed:
+            log.warning("portal %s: forged ONAPPUNINSTALL refused (the app's tokens still work); nothing changed",
+                        portal.member_id)
+            raise Rejected(403, "the application is still installed on this portal")
         data = form.get("data") if isinstance(form.get("data"), dict) else {}
         clean = str(data.get("CLEAN", "0")) == "1"
         uninstall(portal, clean)

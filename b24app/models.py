@@ -37,6 +37,12 @@ class Portal(models.Model):
     token_user_id = models.IntegerField(null=True, blank=True)
     token_version = models.PositiveIntegerField(default=0)
     needs_reinstall = models.BooleanField(default=False, help_text="refresh token was rejected")
+    # Set when Bitrix24 says the stored token's user is no longer an administrator: admin-only methods
+    # then stop until an administrator opens the app once (their verified token replaces it).
+    token_admin_lost_at = models.DateTimeField(null=True, blank=True)
+    access_problem = models.CharField(max_length=500, blank=True,
+                                      help_text="why Bitrix24 refuses the app's calls (shown in the settings)")
+    access_problem_at = models.DateTimeField(null=True, blank=True)
 
     rate_burst = models.FloatField(null=True, blank=True, help_text="override of the plan's bucket size")
     rate_drain = models.FloatField(null=True, blank=True, help_text="override of the plan's drain rate /s")

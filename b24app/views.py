@@ -12,7 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from .forms import php_form
+from .forms import MalformedForm, php_form
 from .framing import allow_portal_frame
 from .lifecycle import (
     APP_EVENTS,
@@ -58,7 +58,10 @@ def install(request: HttpRequest) -> HttpResponse:
 @require_POST
 def events(request: HttpRequest) -> HttpResponse:
     """ONAPPINSTALL / ONAPPUPDATE / ONAPPUNINSTALL, plus the portal events upper layers registered (KEDO)."""
-    form = php_form(request)
+    try:
+        form = php_form(request)
+    except MalformedForm as exc:
+        return JsonResponse({"error": str(exc)}, status=400)
     event = str(form.get("event", "")).upper()
     try:
         if event in APP_EVENTS:

@@ -19,6 +19,8 @@ from b24app import http
 from b24app.rest import B24Client, B24Error
 from signing.base import DocumentFile, ProviderError, Signer
 
+from . import proof
+
 EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 PREFETCH_CONTACTS = 5  # "all contacts": fetched in the first batch up to this many
 
@@ -63,33 +65,33 @@ class Resolver:
 
     def read_crm(self) -> None:
         """Everything from the CRM in one batch (plus one for contacts)."""
-        props, calls = self.props, {}
+        props, calls, speculative = self.props, {}, {}
         if self.entity:
             calls["item"] = ("crm.item.get", {"entityTypeId": self.entity[0], "id": self.entity[1]})
             mode = props.get("signer_contacts")
             if mode in ("primary", "all"):
                 # The contacts themselves in the same batch, through $result references (Bitrix24
                 # resolves them server-side): one request fewer per call.  A reference past the end
-                # just fails inside the batch; contact_signers() fetches whatever is still missing.
+                # fails inside the batch, and the batch halts there (halt=1, for the proof): so these
+                # go last, and contact_signers() fetches whatever is still missing.
                 if self.entity[0] == 2:
                     calls["contacts"] = ("crm.deal.contact.items.get", {"id": self.entity[1]})
                     ref = "$result[contacts][{}][CONTACT_ID]"
                 else:
                     ref = "$result[item][item][contactIds][{}]"
                 for i in range(1 if mode == "primary" else PREFETCH_CONTACTS):
-                    calls[f"contact{i}"] = ("crm.contact.get", {"id": ref.format(i)})
-        users = [u for key in ("signer_users", "signers", "assignee", "reviewers", "editors", "responsible")
-                 for u in _as_list(props.get(key))]
-        if users:
-            calls["users"] = ("user.get", {"filter": {"ID": sorted(set(users))}})
+                    speculative[f"contact{i}"] = ("crm.contact.get", {"id": ref.format(i)})
         source = props.get("document_source")
         if source == "disk" and props.get("document_id"):
             calls["disk"] = ("disk.file.get", {"id": props["document_id"]})
         elif source == "docgen" and props.get("document_id"):
             calls["docgen"] = ("crm.documentgenerator.document.get", {"id": props["document_id"]})
-        if not calls:
-            return
-        result = self.client.batch(calls)
+        users = [u for key in ("signer_users", "signers", "assignee", "reviewers", "editors", "responsible")
+                 for u in _as_list(props.get(key))]
+        if users:
+            calls["users"] = ("user.get", {"filter": {"ID": sorted(set(users))}})
+        calls.update(speculative)
+        result = proof.first_request(self.call, self.client, calls)
         for key, err in result.errors.items():
             if key in ("item", "disk", "docgen"):
                 raise InputError(f"cannot read {key}: {err.get('error_description') or err.get('error')}")

@@ -44,13 +44,18 @@ class RobotCall(models.Model):
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
+    # When Bitrix24 accepted bizproc.activity.log with the call's event_token (bizproc_ext/proof.py):
+    # nothing the call does happens before this is set.
+    proven_at = models.DateTimeField(null=True, blank=True)
 
-    # The one answer (bizproc.event.send).  pending -> sending -> sent; "sent" is final.
+    # The one answer (bizproc.event.send).  pending -> sending -> sent; "sent" is final.  "refused": the
+    # event token did not prove the call (forged), so there is no workflow to answer.
     answer_state = models.CharField(max_length=10, default="pending", db_index=True)
     answer = models.JSONField(default=dict, blank=True)   # RETURN_VALUES as sent
     answer_log = models.TextField(blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
     answer_error = models.TextField(blank=True)
+    answer_attempts = models.PositiveIntegerField(default=0)  # bizproc.event.send tries (capped)
 
     # What the send robot found for the same item and document: none | returned | replaced | another
     # (bizproc_ext/duplicates.py); part of every answer to this call.

@@ -7,11 +7,14 @@ an input error, which the worker returns to the workflow instead of failing sile
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from .robots import Prop, Robot
+
+PG_INT_MAX = 2**31 - 1  # RobotCall's integer columns
 
 
 class MalformedCall(ValueError):
@@ -71,8 +74,8 @@ def envelope(form: dict, path_code: str) -> CallEnvelope:
     return CallEnvelope(
         code=code, workflow_id=text("workflow_id", 64), event_token=text("event_token", 512),
         document_id=document_id, document_type=[str(x) for x in _list(form.get("document_type"))][:3],
-        use_subscription=str(form.get("use_subscription", "Y")).upper() != "N",
-        timeout_duration=max(0, timeout), ts=ts, auth=auth,
+        use_subscription=form.get("use_subscription") == "Y",
+        timeout_duration=min(max(0, timeout), PG_INT_MAX), ts=ts, auth=auth,
         raw_properties=properties if isinstance(properties, dict) else {})
 
 
@@ -127,6 +130,8 @@ def _one(key: str, prop: Prop, value, errors: list[str]):
             parsed = float(text.replace(",", "."))
         except ValueError:
             parsed = None
+        if parsed is not None and not math.isfinite(parsed):
+            parsed = None  # "1e400", "nan": JSON (and PostgreSQL's jsonb) has no such number
     elif prop.type == "user":
         parsed = parse_user(text)
         if parsed is None and text.startswith("group_"):

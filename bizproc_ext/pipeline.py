@@ -22,10 +22,12 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import duplicates, roles, signer_fields, sources
-from .answers import answer, answer_waiting_calls, error_values, log_line
+from . import duplicates, proof, roles, signer_fields, sources
+from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
+from .robots import catalogue
+from .secrets import erase, unseal
 
 log = logging.getLogger("b24sign.pipeline")
 
@@ -62,10 +64,20 @@ def run(call_id: int) -> Outcome:
         if call.answer_state != "pending":  # answered before a crash: nothing left to do
             _release(call, RobotCall.DONE)
             return Outcome()
+        if call.answer_attempts and call.answer:  # the work was done; only its answer is still owed
+            answer(call, call.answer, call.answer_log)
+            return Outcome()
+        if call.input_errors or call.code not in READS_FIRST:
+            proof.prove(call, B24Client(call.portal))  # nothing to read first: the proof goes alone
         if call.input_errors:
             raise InputError("; ".join(call.input_errors))
         ACTIONS[call.code](call)
         return Outcome()
+    except proof.ForgedCall as exc:
+        proof.refuse(call, str(exc))
+        return Outcome()
+    except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
+        return _retry_later(call, exc)
     except (InputError, ProviderError, B24Error) as exc:
         permanent = getattr(exc, "permanent", False)
         if permanent or call.attempts >= MAX_ATTEMPTS:
@@ -99,9 +111,9 @@ def _fail(call: RobotCall, message: str) -> Outcome:
     RobotCall.objects.filter(pk=call.pk).update(last_error=message[:2000])
     try:
         answer(call, error_values(call.code, message, str(req.public_id) if req else ""), f"b24sign: {message}")
-    except B24Error as exc:  # Bitrix24 itself unreachable: keep the call for the sweeper to answer later
+    except AnswerPending as exc:  # Bitrix24 refused for now: answered later (answers.py caps the tries)
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.QUEUED, last_error=message[:2000])
-        return Outcome(retry_in=getattr(exc, "retry_after", None) or 60.0)
+        return Outcome(retry_in=exc.retry_after)
     _release(call, RobotCall.DONE)
     return Outcome()
 
@@ -118,11 +130,13 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
     req = call.signature_request
     resolver = Resolver(call, client)
     if req is None or req.send_phase != "sent":
-        resolver.read_crm()
+        resolver.read_crm()  # the call's first request carries its proof (proof.first_request)
+    proof.prove(call, client)  # a no-op once proven; nothing below happens for a forged call
     if req is None:
         key = duplicates.source_key(props)
         with duplicates.guarded(call, key):
             if not kedo and _settled_by_open_request(call, key, client):
+                erase(call, catalogue()[call.code])  # nothing sent: the signer's password is not needed
                 return
             req = _create_request(call, resolver, kedo, key)
     if req.send_phase != "sent":
@@ -142,7 +156,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
-                auth=props.get("signer_auth") or "none", auth_secret=props.get("signer_auth_secret") or "",
+                auth=props.get("signer_auth") or "none", auth_secret=unseal(props.get("signer_auth_secret")),
                 options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {},
                 delivery=req.options.get("delivery") or "email", extra_documents=extra)
             services.send_request(req, document, spec)
@@ -150,6 +164,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
             for file in [document, *extra]:
                 if file is not None:
                     Path(file.path).unlink(missing_ok=True)
+    erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
@@ -333,6 +348,9 @@ def cancel(call: RobotCall) -> None:
         return
     answer(call, {"status": states.CANCELLED, "error": ""}, f"b24sign: request cancelled ({reason})")
 
+
+# Robots whose first request reads the CRM: their proof rides in that batch (Resolver.read_crm).
+READS_FIRST = {"b24sign_send", "b24sign_kedo_send"}
 
 ACTIONS = {
     "b24sign_send": send_for_signature,

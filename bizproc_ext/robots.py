@@ -39,6 +39,7 @@ class Prop:
     default: object = None
     options: dict[str, T] | None = None  # select: option key -> localized label
     description: T | None = None
+    secret: bool = False  # sealed at rest in the call row, erased once sent (bizproc_ext.secrets)
 
     def payload(self, lang: str) -> dict:
         data: dict = {"Name": self.name, "Type": self.type,
@@ -61,6 +62,9 @@ class Robot:
     properties: dict[str, Prop]
     return_properties: dict[str, Prop]
     use_placement: bool = True
+    # The workflow waits for our answer, and the call's event_token is what proves it (proof.py); a
+    # call that arrives with use_subscription other than "Y" for such a robot is refused at the handler.
+    use_subscription: bool = True
 
     def handler_url(self) -> str:
         return f"{settings.APP_BASE_URL}/bizproc/robots/{self.code}/"
@@ -74,7 +78,7 @@ class Robot:
             "CODE": self.code,
             "HANDLER": self.handler_url(),
             # Always explicit: the core waits only when USE_SUBSCRIPTION is exactly "Y" (spec §4.2).
-            "USE_SUBSCRIPTION": "Y",
+            "USE_SUBSCRIPTION": "Y" if self.use_subscription else "N",
             "NAME": self.name,
             "DESCRIPTION": self.description,
             "RETURN_PROPERTIES": {k: p.payload(lang) for k, p in self.return_properties.items()},
@@ -235,7 +239,7 @@ def _send_robot() -> Robot:
                                          "sms": t("SMS code", "Код по SMS", "SMS-Code"),
                                          "email_otp": t("Email code", "Код по e-mail", "E-Mail-Code")}),
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
-                                         "Passwort / Zugangscode")),
+                                         "Passwort / Zugangscode"), secret=True),
             **PROVIDER_TEMPLATE_PROPS,
             "extra_documents": Prop(t("More documents in the same request", "Ещё документы в том же запросе",
                                       "Weitere Dokumente in derselben Anfrage"), multiple=True,

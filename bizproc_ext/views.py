@@ -11,17 +11,18 @@ from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from b24app.forms import php_form
+from b24app.forms import MalformedForm, php_form
 from b24app.lifecycle import Rejected, verified_portal
 
 from .models import RobotCall
 from .parsing import MalformedCall, envelope, typed_properties
 from .robots import catalogue
+from .secrets import seal
 from .tasks import process_robot_call
 
 log = logging.getLogger("b24sign.robots")
@@ -37,7 +38,7 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
     robot = catalogue().get(code)
     if robot is None:
         return _refuse(404, "unknown robot")
-    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.B24_ROBOT_MAX_BODY:
+    if int(request.META.get("CONTENT_LENGTH") or 0) > settings.B24_ROBOT_MAX_BODY:  # digits: middleware
         return _refuse(413, "request body too large")
     try:
         form = php_form(request)
@@ -45,12 +46,17 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
         portal = verified_portal(form, only=("id",))  # the row's id is all the handler stores
     except (RequestDataTooBig, TooManyFieldsSent):
         return _refuse(413, "request body too large")
-    except MalformedCall as exc:
+    except (MalformedCall, MalformedForm) as exc:
         return _refuse(400, str(exc))
     except Rejected as exc:
         return _refuse(exc.status, exc.message)
 
+    if robot.use_subscription and not call.use_subscription:
+        # A robot registered with USE_SUBSCRIPTION=Y is always called with "Y"; without it the event token
+        # proves nothing (the activity closed at once), so such a call could never be proven.
+        return _refuse(400, "use_subscription must be Y for this robot")
     values, errors = typed_properties(robot, call.raw_properties)
+    values = seal(robot, values)  # the signer's password is never stored in clear
     auth = call.auth
     try:
         row = _record(
@@ -58,9 +64,15 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
             document_id=call.document_id, document_type=call.document_type, properties=values,
             input_errors=errors, use_subscription=call.use_subscription,
             timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
-            auth_user_id=_int(auth.get("user_id")))
-    except IntegrityError:
-        return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
+            auth_user_id=_user_id(auth.get("user_id")))
+    except IntegrityError as exc:
+        if _constraint(exc) == "robot_call_once":
+            return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
+        log.error("robot call for portal %s not stored: %s", portal.pk, exc)
+        return _refuse(400, "the call could not be stored")
+    except DataError as exc:  # a value the parser let through that PostgreSQL refuses: never a silent 200
+        log.error("robot call for portal %s not stored: %s", portal.pk, exc)
+        return _refuse(400, "the call could not be stored")
     # Publish only once the row is committed; if the broker is down the sweeper publishes later.
     transaction.on_commit(lambda: process_robot_call.delay(row.pk), robust=True)
     return JsonResponse({"status": "queued"})
@@ -83,8 +95,18 @@ def _epoch(value):
         return None
 
 
-def _int(value):
+PG_INT_MAX = 2**31 - 1
+
+
+def _user_id(value):
+    """A Bitrix24 user id (1..2^31-1), else None: it is informational, never worth losing the call for."""
     try:
-        return int(value)
+        number = int(str(value).strip())
     except (TypeError, ValueError):
         return None
+    return number if 0 < number <= PG_INT_MAX else None
+
+
+def _constraint(exc: IntegrityError) -> str:
+    diag = getattr(exc.__cause__, "diag", None)
+    return str(getattr(diag, "constraint_name", "") or "")

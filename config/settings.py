@@ -52,6 +52,14 @@ PROVIDER_HTTP_TIMEOUT = env.float("PROVIDER_HTTP_TIMEOUT", default=30.0)
 # signNow publishes no rate limit (spec U-S7): stay polite per connected account.
 SIGNNOW_RATE_PER_S = env.float("SIGNNOW_RATE_PER_S", default=1.0)
 SIGNNOW_RATE_BURST = env.float("SIGNNOW_RATE_BURST", default=10.0)
+# Per-account pacing for any provider, "code=rate/burst,…" (e.g. "signnow=1.5/30,evia=2/20"); a provider
+# not listed keeps its default (signNow: the two settings above; Evia: unpaced, it publishes no limit).
+PROVIDER_PACING = {
+    code.strip(): (float(rate), float(burst))
+    for code, rate, burst in (
+        (item.split("=")[0], *item.split("=")[1].split("/")) for item in env.list("PROVIDER_PACING", default=[])
+    )
+}
 
 # --- Secrets at rest ------------------------------------------------------------------------------
 # Comma-separated Fernet keys: the first encrypts, all decrypt (rotation: prepend, run
@@ -110,9 +118,11 @@ INSTALLED_APPS = [
     "b24app",       # platform: portals, OAuth, REST client, app events, frames
     "signing",      # providers, signature requests, webhooks, finalization
     "bizproc_ext",  # automation: robots, their handler and pipeline, answers to workflows
+    "crmcard",      # the CRM card: placements, timeline card, status fields, triggers, notifications
     "pages",        # the app slider, settings, dashboard, placements
 ]
 MIDDLEWARE = [
+    "b24app.middleware.content_length_guard",
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -140,6 +150,8 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = env.str("MEDIA_ROOT", default=str(BASE_DIR / "var" / "media"))  # signed copies; never served directly
 STATIC_ROOT = env.str("STATIC_ROOT", default=str(BASE_DIR / "var" / "static"))
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=2 * 1024 * 1024)
+# Signed copies and audit trails providers hand us (by API or inside a callback): larger ones are refused.
+SIGNED_FILE_MAX_BYTES = env.int("SIGNED_FILE_MAX_BYTES", default=40 * 1024 * 1024)
 
 # --- Security (check --deploy is clean with DEBUG off) ---------------------------------------------
 X_FRAME_OPTIONS = "DENY"  # frame-only views opt in with a per-portal CSP frame-ancestors (b24app.framing)
@@ -160,7 +172,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Webhook URLs carry their account's secret in the path; Django's loggers print paths (b24app.logfilters).
+    "filters": {"url_secrets": {"()": "b24app.logfilters.MaskUrlSecrets"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["url_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"urllib3": {"level": "WARNING"}},  # urllib3 logs full URLs, which may carry signed tokens
+    "loggers": {"urllib3": {"level": "WARNING"},  # urllib3 logs full URLs, which may carry signed tokens
+                "django.request": {"filters": ["url_secrets"]},
+                "django.server": {"filters": ["url_secrets"]}},
 }

@@ -13,8 +13,9 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from b24app.frames import verified_frame_user
 from b24app.framing import allow_portal_frame
-from b24app.lifecycle import Rejected, verified_portal
+from b24app.lifecycle import Rejected
 from b24app.models import Portal
 from b24app.rest import B24Client, B24Error
 from bizproc_ext import sources
@@ -25,9 +26,9 @@ from signing.registry import all_providers
 
 
 def frame_portal(post) -> Portal:
-    """Frame POSTs carry member_id and APPLICATION_TOKEN: the same proof as robot calls."""
-    return verified_portal({"auth": {"member_id": post.get("member_id", ""),
-                                     "application_token": post.get("APPLICATION_TOKEN", "")}})
+    """Like every frame: the user's own AUTH_ID is the proof, never APPLICATION_TOKEN (b24app/frames.py)."""
+    portal, _user = verified_frame_user(post)
+    return portal
 
 
 def placement_options(post) -> dict:

@@ -14,6 +14,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from b24app.frames import admin_view, ui_view
 from b24app.rest import B24Error
+from b24app.trust import stored_token_is_admin
 from bizproc_ext.models import RobotRegistration
 from bizproc_ext.registration import sync_robots
 from bizproc_ext.robots import CATALOGUE_VERSION, catalogue
@@ -89,17 +90,29 @@ def _robots(portal, lang: str) -> dict:
             "robots_ok": all(r["state"] == "current" for r in rows)}
 
 
+def _portal_problems(portal) -> list[dict]:
+    """What Bitrix24 refuses this portal's app, in words an administrator can act on."""
+    problems = []
+    if portal.access_problem:
+        problems.append({"kind": "access", "text": _("%(problem)s. Workflows waiting for b24sign are answered "
+                                                      "once this is fixed (check the app's plan, rights and "
+                                                      "installation).") % {"problem": portal.access_problem}})
+    return problems
+
+
 def _settings_page(request, *, message="", error="", status=200, forms_by_code=None, verdicts=None,
                    defaults_form=None, kedo_form=None, section=""):
     portal = request.ui.portal
     accounts = _accounts(portal)
     settings_row = PortalSettings.for_portal(portal)
     context = {**base_context(request, "settings"), "message": message, "error": error, "section": section,
+               "token_admin_ok": stored_token_is_admin(portal),
                "cards": _provider_cards(portal, accounts, forms_by_code, verdicts),
                "default_choices": [(a.provider, all_providers()[a.provider].label) for a in accounts.values()
                                    if a.enabled and a.provider in _send_providers()],
                "default_code": next((a.provider for a in accounts.values() if a.enabled and a.is_default), ""),
                "defaults_form": defaults_form or DefaultsForm(instance=settings_row), "defaults": settings_row,
+               "portal_problems": _portal_problems(portal),
                **_kedo_context(portal, accounts, kedo_form), **_robots(portal, request.ui.lang)}
     return render(request, "b24app/app/settings.html", context, status=status)
 

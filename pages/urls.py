@@ -6,11 +6,21 @@ point at (``bizproc/settings/<code>/``).
 """
 from django.urls import path
 
-from . import robot_settings, settings_views, views
+from . import card_send, card_settings, card_tab, robot_settings, settings_views, views
 
 urlpatterns = [
     path("bizproc/settings/<str:code>/", robot_settings.robot_settings, name="robot-settings"),
     path("app/", views.app_page, name="app"),
+    # The CRM card (placements bound by crmcard): the tab, the send form, and their actions.
+    path("card/tab/", card_tab.card_tab, name="card-tab"),
+    path("card/item/", card_tab.card_item, name="card-item"),
+    path("card/item/<uuid:public_id>/remind/", card_tab.card_remind, name="card-remind"),
+    path("card/item/<uuid:public_id>/cancel/", card_tab.card_cancel, name="card-cancel"),
+    path("card/item/<uuid:public_id>/resend/", card_tab.card_resend, name="card-resend"),
+    path("card/item/<uuid:public_id>/signed.pdf", card_tab.card_signed, name="card-signed"),
+    path("card/item/<uuid:public_id>/audit", card_tab.card_audit, name="card-audit"),
+    path("card/send/", card_send.card_send, name="card-send"),
+    path("card/send/form/", card_send.card_send_form, name="card-send-form"),
     path("app/requests/", views.dashboard, name="app-dashboard"),
     path("app/requests/<uuid:public_id>/", views.request_detail, name="app-request"),
     path("app/requests/<uuid:public_id>/remind/", views.request_remind, name="app-request-remind"),
@@ -26,4 +36,7 @@ urlpatterns = [
     path("app/settings/kedo/", settings_views.kedo_enable, name="app-kedo"),
     path("app/settings/defaults/", settings_views.defaults_save, name="app-defaults"),
     path("app/settings/robots/", settings_views.robots_sync, name="app-robots-sync"),
+    path("app/settings/crm/", card_settings.card_settings, name="app-card-settings"),
+    path("app/settings/crm/bind/", card_settings.card_bind_again, name="app-card-bind"),
+    path("app/settings/crm/fields/", card_settings.card_fields_save, name="app-card-fields"),
 ]

@@ -123,6 +123,7 @@ def send_request(req: SignatureRequest, document: DocumentFile | None, spec: Sen
 
 def _update_signers(req: SignatureRequest, signer_states) -> None:
     rows = {row.email.lower(): row for row in req.signers.all()}
+    moved = False
     for st in signer_states or []:
         row = rows.get((st.email or "").lower())
         if row is None:
@@ -139,6 +140,9 @@ def _update_signers(req: SignatureRequest, signer_states) -> None:
                 changed.append("signed_at")
         if changed:
             row.save(update_fields=changed)
+            moved = moved or "status" in changed
+    if moved:
+        signals.signers_changed.send(sender=SignatureRequest, request=req)
 
 
 def replace_signer(req: SignatureRequest, old_email: str, new_email: str, *, source: str = "admin") -> None:
@@ -219,7 +223,19 @@ def schedule_next_poll(req: SignatureRequest) -> None:
                                                       next_poll_at=timezone.now() + delay)
 
 
+def check_signed_files(files: SignedFiles) -> None:
+    """A provider's (or a callback's) files before they are kept or reach the CRM: a PDF, and not huge."""
+    limit = settings.SIGNED_FILE_MAX_BYTES
+    if files.pdf and (len(files.pdf) > limit or b"%PDF-" not in files.pdf[:1024]):
+        raise ProviderError("the signed copy is not a PDF of an acceptable size", permanent=True, code="file")
+    if files.audit and len(files.audit) > limit:
+        raise ProviderError("the audit trail is too large", permanent=True, code="file")
+    if files.audit and files.audit_name.lower().endswith(".pdf") and b"%PDF-" not in files.audit[:1024]:
+        raise ProviderError("the audit trail is not a PDF", permanent=True, code="file")
+
+
 def store_signed_files(req: SignatureRequest, files: SignedFiles) -> None:
+    check_signed_files(files)
     if not req.signed_file and files.pdf:
         req.signed_file.save(f"{req.public_id}.pdf", ContentFile(files.pdf), save=False)
     if not req.audit_file and files.audit:
@@ -302,9 +318,13 @@ def signer_summary(req: SignatureRequest) -> str:
 
 
 def signed_file_link(req: SignatureRequest) -> str:
-    token = django_signing.dumps({"r": str(req.public_id)}, salt="b24sign.signed-file")
+    # "i" ties the link to this installation: after an uninstall (and a later reinstall) it is dead.
+    token = django_signing.dumps({"r": str(req.public_id), "i": int(req.portal.installed_at.timestamp())},
+                                 salt="b24sign.signed-file")
     return f"{settings.APP_BASE_URL}/signing/files/{token}/"
 
 
-def load_signed_file_token(token: str) -> str:
-    return django_signing.loads(token, salt="b24sign.signed-file", max_age=LINK_MAX_AGE)["r"]
+def load_signed_file_token(token: str) -> tuple[str, int | None]:
+    """(request public id, installation stamp) of a signed-file link, or BadSignature."""
+    data = django_signing.loads(token, salt="b24sign.signed-file", max_age=LINK_MAX_AGE)
+    return data["r"], data.get("i")

@@ -4,6 +4,7 @@ Receivers get ``request`` (a :class:`signing.models.SignatureRequest`).
 
 - ``request_changed``: one state-machine step was taken (``old_status`` -> ``new_status``), inside the
   transaction that wrote it; receivers with outside effects defer them with ``transaction.on_commit``.
+- ``signers_changed``: a signer's state moved (signed, declined) without necessarily moving the request.
 - ``request_ended``: the request is terminal and its outcome should be brought back into the CRM.  Sent
   again whenever a late webhook or poll sees it terminal; finalization is idempotent.
 - ``request_finished``: the outcome is in the CRM (signed copy attached, or it could not be); whoever
@@ -12,5 +13,6 @@ Receivers get ``request`` (a :class:`signing.models.SignatureRequest`).
 from django.dispatch import Signal
 
 request_changed = Signal()   # request, old_status, new_status
+signers_changed = Signal()   # request
 request_ended = Signal()     # request
 request_finished = Signal()  # request

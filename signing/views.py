@@ -15,7 +15,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from . import services
-from .base import SignerState, StatusSnapshot, WebhookRejected
+from .base import ProviderError, SignerState, StatusSnapshot, WebhookRejected
 from .models import ProviderAccount, SignatureRequest
 from .tasks import refresh_request_status
 
@@ -30,11 +30,12 @@ def webhook(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
                                              provider=provider).select_related("portal").first()
     if account is None or not account.enabled or not account.portal.is_installed:  # disconnected: not ours
         return JsonResponse({"error": "unknown webhook"}, status=404)
-    if int(request.META.get("CONTENT_LENGTH") or 0) > MAX_WEBHOOK_BODY:
+    body = _read_body(request)
+    if body is None:
         return JsonResponse({"error": "body too large"}, status=413)
     headers = {k.lower(): v for k, v in request.headers.items()}
     try:
-        events = account.provider_impl().parse_webhook(request.body, headers)
+        events = account.provider_impl().parse_webhook(body, headers)
     except WebhookRejected as exc:
         log.warning("webhook for account %s rejected: %s", account.pk, exc)
         return JsonResponse({"error": str(exc)}, status=403)
@@ -48,13 +49,29 @@ def webhook(request: HttpRequest, provider: str, secret: str) -> HttpResponse:
                            dedupe_key=f"wh:{event.dedupe_key}"[:255]):
                 continue  # the same delivery again
             if event.files:
-                services.store_signed_files(req, event.files)
+                try:
+                    services.store_signed_files(req, event.files)
+                except ProviderError as exc:  # not a PDF, or too big: never reaches the CRM; finalize asks the API
+                    log.warning("webhook for request %s: attached file refused (%s)", req.public_id, exc)
             if event.status_hint:
                 services.apply_snapshot(req, _hinted_snapshot(event), "webhook")
             else:  # a bare trigger: re-read the state from the provider
                 transaction.on_commit(lambda pk=req.pk: refresh_request_status.delay(pk, "webhook"), robust=True)
         handled += 1
     return JsonResponse({"status": "ok", "handled": handled})
+
+
+def _read_body(request: HttpRequest) -> bytes | None:
+    """The body under this view's own limit, not Django's DATA_UPLOAD_MAX_MEMORY_SIZE (``request.body``
+    refuses anything over 2 MiB, and a completed Evia callback carries the signed PDF in base64)."""
+    try:
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if declared > MAX_WEBHOOK_BODY:
+        return None
+    body = request.read(MAX_WEBHOOK_BODY + 1)
+    return body if len(body) <= MAX_WEBHOOK_BODY else None
 
 
 def _hinted_snapshot(event) -> StatusSnapshot:
@@ -77,11 +94,13 @@ def _light(raw) -> dict:
 def signed_file(request: HttpRequest, token: str) -> HttpResponse:
     """The signed copy, by a signed link we returned to the workflow (valid 30 days)."""
     try:
-        public_id = services.load_signed_file_token(token)
+        public_id, installation = services.load_signed_file_token(token)
     except django_signing.BadSignature:
         raise Http404("link expired or invalid")
-    req = SignatureRequest.objects.filter(public_id=public_id).first()
-    if req is None or not req.signed_file:
+    req = SignatureRequest.objects.filter(public_id=public_id).select_related("portal").first()
+    if req is None or not req.signed_file or not req.portal.is_installed:  # links die with the installation
+        raise Http404("no signed copy")
+    if installation is not None and installation != int(req.portal.installed_at.timestamp()):
         raise Http404("no signed copy")
     name = f"{(req.document_name or req.title or 'document').rsplit('.', 1)[0]} - signed.pdf"
     return FileResponse(req.signed_file.open("rb"), as_attachment=True, filename=name,

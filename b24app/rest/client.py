@@ -23,8 +23,9 @@ from django.utils import timezone
 from .. import coordination, http
 from ..models import Portal
 from .encoding import php_query
-from .errors import B24Error
+from .errors import B24Error, classify_empty_code
 from .oauth import refresh_portal_tokens
+from .permissions import is_admin_only
 
 log = logging.getLogger("b24sign.rest")
 
@@ -56,6 +57,7 @@ class B24Client:
 
     def call_full(self, method: str, params: dict | None = None) -> dict:
         """The whole response body (``result``, ``total``, ``next``, ``time``)."""
+        self._require_admin_token([method])
         return self._send(method, params or {})
 
     def batch(self, calls: dict[str, tuple[str, dict]] | Iterable[tuple[str, str, dict]],
@@ -66,6 +68,7 @@ class B24Client:
         commands of the same chunk of 50 (Bitrix24 resolves them server-side).
         """
         items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
+        self._require_admin_token([method for _key, (method, _params) in items])
         out = BatchResult()
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start:start + BATCH_LIMIT]
@@ -76,11 +79,29 @@ class B24Client:
             errors = body.get("result_error") or {}
             if isinstance(errors, dict):
                 out.errors.update(errors)
+                methods = dict(chunk)
+                for key, err in errors.items():
+                    if isinstance(err, dict) and err.get("error") == "ACCESS_DENIED" and key in methods:
+                        self._note_admin_denied(methods[key][0])
             if halt and errors:
                 break
         return out
 
     # -- internals ---------------------------------------------------------------------------------
+    def _require_admin_token(self, methods) -> None:
+        """Admin-only methods never run on the token of a user who is no longer an administrator."""
+        if getattr(self.portal, "token_admin_lost_at", None) and any(is_admin_only(m) for m in methods):
+            raise B24Error("ADMIN_TOKEN_REQUIRED", "the stored token's user is no longer a Bitrix24 administrator: "
+                           "an administrator must open the application once", method=methods[0])
+
+    def _note_admin_denied(self, method: str) -> None:
+        if is_admin_only(method) and not getattr(self.portal, "token_admin_lost_at", None):
+            now = timezone.now()
+            Portal.objects.filter(pk=self.portal.pk).update(token_admin_lost_at=now)
+            self.portal.token_admin_lost_at = now
+            log.warning("portal %s: %s denied to the stored token's user; an administrator must open the app",
+                        self.portal.member_id, method)
+
     def _send(self, method: str, params: dict) -> dict:
         refreshed = False
         limit_hits = 0
@@ -113,12 +134,13 @@ class B24Client:
                 raise B24Error("BAD_RESPONSE", "unexpected JSON", status=resp.status_code, method=method)
             self._note_operating(method, data.get("time"))
             error = data.get("error")
+            description = str(data.get("error_description", "") or "")
             if not error:
-                if resp.status_code >= 400:
-                    raise B24Error(f"HTTP_{resp.status_code}", "", status=resp.status_code, method=method)
+                if resp.status_code >= 400 or ("error" in data and description):  # a coded-less RestException
+                    raise B24Error(classify_empty_code(method, description, resp.status_code), description,
+                                   status=resp.status_code, method=method)
                 return data
 
-            description = str(data.get("error_description", ""))
             if error in ("expired_token", "invalid_token") and not refreshed:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
@@ -130,6 +152,8 @@ class B24Client:
             if error == "OPERATION_TIME_LIMIT":
                 self._block_method(method, self._reset_at(data.get("time")) or time.time() + 60)
                 continue  # _throttle waits, or raises with retry_after
+            if error == "ACCESS_DENIED":
+                self._note_admin_denied(method)
             raise B24Error(str(error), description, status=resp.status_code, method=method)
 
     def _throttle(self, method: str) -> None:
@@ -207,6 +231,7 @@ def call_with_token(client_endpoint: str, access_token: str, method: str, params
         raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
     if not isinstance(data, dict) or data.get("error") or resp.status_code >= 400:
         data = data if isinstance(data, dict) else {}
-        raise B24Error(str(data.get("error", f"HTTP_{resp.status_code}")), str(data.get("error_description", "")),
-                       status=resp.status_code, method=method)
+        description = str(data.get("error_description", "") or "")
+        raise B24Error(str(data.get("error") or classify_empty_code(method, description, resp.status_code)),
+                       description, status=resp.status_code, method=method)
     return data.get("result")

@@ -8,8 +8,28 @@ PERMANENT = {
     "invalid_client", "PAYMENT_REQUIRED", "NOT_INSTALLED", "ERROR_METHOD_NOT_FOUND", "BAD_REQUEST",
     "ERROR_ACTIVITY_VALIDATION_FAILURE", "ERROR_WRONG_HANDLER_URL", "ERROR_UNSUPPORTED_PROTOCOL",
     "ERROR_BATCH_LENGTH_EXCEEDED", "ERROR_BATCH_METHOD_NOT_ALLOWED", "ERROR_EMPTY_LOG_MESSAGE",
-    "ERROR_ACTIVITY_NOT_FOUND", "ERROR_ACTIVITY_ALREADY_INSTALLED", "NOT_FOUND",
+    "ERROR_ACTIVITY_NOT_FOUND", "ERROR_ACTIVITY_ALREADY_INSTALLED", "NOT_FOUND", "WORKFLOW_NOT_FOUND",
 }
+
+
+# Many core RestExceptions carry no code: ``{"error": "", "error_description": "Document not found."}``
+# (HTTP 400).  Such answers are named by their method and text; the first matching pattern wins.
+EMPTY_CODE_RULES = (
+    ("bizproc.", ("бизнес-процесс не найден", "workflow not found", "workflow is not found"), "WORKFLOW_NOT_FOUND"),
+    ("", ("not found", "не найден"), "NOT_FOUND"),
+    ("", ("access denied", "доступ запрещен"), "ACCESS_DENIED"),
+)
+
+
+def classify_empty_code(method: str, description: str, status: int | None) -> str:
+    """A code for an error answer whose ``error`` is empty: by method and text, else ``HTTP_<status>``."""
+    text = (description or "").lower()
+    for prefix, needles, code in EMPTY_CODE_RULES:
+        if method.startswith(prefix) and any(n in text for n in needles):
+            return code
+    if method.startswith("sign.b2e.") and status == 400:
+        return "BAD_REQUEST"  # sign's request validation: the same call fails again
+    return f"HTTP_{status}" if status else "ERROR"
 
 
 class B24Error(Exception):

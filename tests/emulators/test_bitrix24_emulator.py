@@ -465,7 +465,17 @@ def test_sign_send_validation(portal, over, msg):
     at, _ = admin_token(portal)
     portal.add_user(2, "emp@x.io", "Emp")
     r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, **over))
-    assert r.status_code == 200 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": msg}
+
+
+@pytest.mark.parametrize("name", ["Deal #42.pdf", "O'Brien.pdf", "A & B.pdf", "a;b.pdf", "~x.pdf", "a/b.pdf",
+                                  "a\\b.pdf", "a:b.pdf", "a\x01.pdf", "x\u202efdp.pdf", "   "])
+def test_sign_send_refuses_file_names_the_core_refuses(portal, name):
+    at, _ = admin_token(portal)
+    portal.add_user(2, "emp@x.io", "Emp")
+    files = [{"fileName": name, "fileType": "application/pdf", "fileContent": base64.b64encode(make_pdf("x")).decode()}]
+    r = call(portal, "sign.b2e.document.send", at, fields=_sign_fields(portal, files=files))
+    assert r.status_code == 400 and r.json() == {"error": "BAD_REQUEST", "error_description": "[files] Invalid file name."}
 
 
 def test_sign_flow_with_events(portal, app):
@@ -489,7 +499,8 @@ def test_sign_flow_with_events(portal, app):
     [row] = call(portal, "sign.b2e.mysafe.tail", at).json()["result"]
     assert row["title"] == "contract"
     assert is_pdf(requests.get(row["file_url"], headers=BROWSER, timeout=5).content)
-    assert call(portal, "sign.b2e.document.get", at, uid="nope").json()["error_description"] == "Document not found"
+    missing = call(portal, "sign.b2e.document.get", at, uid="nope")
+    assert missing.status_code == 400 and missing.json() == {"error": "", "error_description": "Document not found."}
 
 
 def test_batch_over_get_and_form(portal):

@@ -106,9 +106,15 @@ def test_onappupdate_rotates_the_token_and_registers_robots_again(portal_a, djan
     assert not portal.application_token_matches(old_token)
     from bizproc_ext.tasks import sync_portal_robots
 
-    assert len(callbacks) == 1
-    sync_portal_robots.apply(args=[portal.pk])  # what the worker runs for that callback
+    # Two after-commit tasks: robots again (automation) and the CRM card's placements/triggers (crmcard).
+    assert len(callbacks) == 2
+    assert portal_a.emu.placements == []  # Bitrix24 dropped the placements with the update too
+    sync_portal_robots.apply(args=[portal.pk])  # what the worker runs for the first callback
     assert set(portal_a.emu.robots) == set(catalogue())
+    from crmcard.tasks import setup_portal_card
+
+    setup_portal_card.apply(args=[portal.pk])  # and for the second
+    assert "CRM_DEAL_DETAIL_TAB" in {b["placement"] for b in portal_a.emu.placements}
 
 
 @pytest.mark.django_db

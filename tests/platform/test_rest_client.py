@@ -95,6 +95,15 @@ def test_errors_carry_bitrix24_code_and_description(portal_a):
 
 
 @pytest.mark.django_db
+def test_an_error_without_a_code_keeps_its_description_and_is_named_by_method_and_text(portal_a):
+    """The core's RestExceptions often answer ``{"error": "", "error_description": "..."}`` with HTTP 400."""
+    with pytest.raises(B24Error) as info:
+        B24Client(portal_a.db).call("sign.b2e.document.get", {"uid": "deleted-uid"})
+    assert (info.value.error, info.value.description, info.value.status) == ("NOT_FOUND", "Document not found.", 400)
+    assert info.value.permanent  # polling a deleted document again cannot help
+
+
+@pytest.mark.django_db
 def test_a_renamed_portal_is_followed_and_remembered(portal_a):
     old_domain = portal_a.db.domain
     new_domain = portal_a.emu.rename()

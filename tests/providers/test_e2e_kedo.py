@@ -7,7 +7,7 @@ import pytest
 
 from signing import states
 from signing.models import SignatureRequest
-from tests.providers.flows import connect, settle, timeline_files
+from tests.providers.flows import connect, poll_now, settle, timeline_files
 from tests.robots.helpers import deal_doc, run_worker
 
 DAVE, ERIN = 25, 42
@@ -54,3 +54,18 @@ def test_an_employee_who_refuses_is_answered_as_declined(portal_a, sent, deal):
         portal_a.emu.sign_b2e_member_refuses(req.external_id, DAVE)
     assert len(wf.answers) == 1 and wf.return_values["status"] == "declined"
     assert timeline_files(portal_a, deal) == []
+
+
+def test_a_document_deleted_in_bitrix24_sign_ends_the_request_in_error(portal_a, sent):
+    """The core answers ``{"error":"","error_description":"Document not found."}`` (HTTP 400) for a deleted
+    document: the request stops being polled, shows the message, and the workflow is answered."""
+    req, wf = sent
+    portal_a.emu.sign.delete(req.external_id)
+    poll_now()
+    req.refresh_from_db()
+    assert req.status == states.ERROR and "Document not found." in req.error
+    assert len(wf.answers) == 1 and wf.return_values["status"] == "error"
+    assert "Document not found." in wf.return_values["error"]
+    before = portal_a.emu.stats.by_method["sign.b2e.document.get"]
+    poll_now()
+    assert portal_a.emu.stats.by_method["sign.b2e.document.get"] == before  # not polled any more

@@ -155,6 +155,17 @@ def test_it_refuses_a_file_that_is_not_a_pdf(bx, provider, tmp_path):
         provider.validate(spec)
 
 
+# -- file names the core accepts (Path::validateFilename) ---------------------------------------------------------
+@pytest.mark.parametrize("title", ["Deal #42", "O'Brien NDA", "Smith & Sons", "Terms; v2", "~draft",
+                                   "Offer\u202eFDP.exe", "Tab\there"])
+def test_titles_with_characters_bitrix24_refuses_in_file_names_still_send(bx, account, provider, pdf_file, title):
+    row = request_row(account)
+    result = provider.send(make_spec(row.public_id, pdf_file, title=title))
+    name = bx.sign.documents[result.external_id]["file_name"]
+    assert name.endswith(f"{title_marker(row.public_id)}.pdf")
+    assert not any(ch in name for ch in "\\/:*?\"'<>|~#&;\u202e\t")
+
+
 # -- send, sign, complete --------------------------------------------------------------------------------------
 def test_send_member_signs_and_completes(bx, account, provider, pdf_file):
     row = request_row(account)

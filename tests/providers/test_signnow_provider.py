@@ -181,8 +181,10 @@ def test_role_based_send_with_order_auth_expiry_reminder_and_cc(account, emu, pd
     body = invite_calls(emu)[0]["json"]
     doc = emu.documents[result.external_id]
     roles = {r["name"]: r["unique_id"] for r in emu.document_json(doc)["roles"]}
-    assert [(t["email"], t["role"], t["role_id"], t["order"]) for t in body["to"]] == [
-        (ALICE, "Signer 1", roles["Signer 1"], 1), (BOB, "Signer 2", roles["Signer 2"], 2)]
+    # Our own roles are named in the invite (spec §1.5: role and/or role_id), saving a read of the document.
+    assert [(t["email"], t["role"], t["order"]) for t in body["to"]] == [(ALICE, "Signer 1", 1), (BOB, "Signer 2", 2)]
+    assert set(roles) == {"Signer 1", "Signer 2"}
+    assert {fi["role_id"] for fi in doc["field_invites"]} == set(roles.values())
     first = body["to"][0]
     assert first["expiration_days"] == 10 and first["reminder"] == {"remind_after": 3, "remind_repeat": 3}
     assert first["authentication_type"] == "password" and first["password"] == "s3cret"
@@ -198,6 +200,37 @@ def test_role_based_send_with_order_auth_expiry_reminder_and_cc(account, emu, pd
     assert {s.email: s.status for s in snap.signers} == {ALICE: "signed", BOB: "pending"}
     emu.sign(result.external_id, BOB)
     assert provider(account).status(req).status == states.COMPLETED
+
+
+def sent_calls(emu, since: int) -> list[tuple[str, str]]:
+    return [(c["method"], c["path"].replace(c["path"].split("/")[2], "{id}") if c["path"].count("/") > 1 else c["path"])
+            for c in emu.calls[since:]]
+
+
+def test_a_freeform_send_makes_two_signnow_calls(account, emu, pdf_file):
+    since = len(emu.calls)
+    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE)]))
+    assert sent_calls(emu, since) == [("POST", "/document"), ("POST", "/document/{id}/invite")]  # 4 before
+    assert result.signers[0].external_id and provider(account).status(req).status == states.SENT
+
+
+def test_a_field_send_makes_four_signnow_calls(account, emu, pdf_file):
+    since = len(emu.calls)
+    spec = make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)], expiry_days=10)
+    result, req = send(account, spec)
+    assert sent_calls(emu, since) == [("POST", "/document"), ("PUT", "/document/{id}"),
+                                      ("POST", "/document/{id}/invite"), ("GET", "/document/{id}")]  # 6 before
+    doc = emu.documents[result.external_id]
+    assert spec.saved["page_count"] == 2 and {f["page_number"] for f in doc["fields"]} == {1}  # the last page
+    assert {s.email: s.external_id for s in result.signers} == {fi["email"]: fi["id"] for fi in doc["field_invites"]}
+
+
+def test_the_page_count_is_read_from_the_file_in_chunks(tmp_path):
+    from signing.providers.signnow.documents import file_page_count
+    path = tmp_path / "long.pdf"
+    pdf = make_pdf([f"page {i}" for i in range(7)])
+    path.write_bytes(pdf)
+    assert file_page_count(path, chunk=13) == file_page_count(path) == page_count(pdf) == 7
 
 
 def test_parallel_signers_share_order_one_and_sms_auth(account, emu, pdf_file):
@@ -469,6 +502,27 @@ def test_the_client_side_limiter_spaces_calls(account, emu, settings):
     for _ in range(6):
         p.test_connection()
     assert time.monotonic() - started >= 0.15  # 4 calls beyond the burst at 20/s
+
+
+def test_provider_pacing_overrides_the_signnow_defaults(account, emu, settings):
+    settings.PROVIDER_PACING = {"signnow": (20.0, 2.0)}
+    p = provider(account)
+    started = time.monotonic()
+    for _ in range(6):
+        p.test_connection()
+    assert time.monotonic() - started >= 0.15  # 4 calls beyond the burst at 20/s, with SIGNNOW_RATE_PER_S=0
+
+
+def test_a_429_pauses_the_account_for_every_worker_until_its_retry_after(account, emu):
+    emu.rate_limit_per_s = 1
+    provider(account).test_connection()
+    with pytest.raises(ProviderError) as exc:
+        provider(account).test_connection()
+    assert exc.value.code == "429" and exc.value.retry_after == 1.0
+    started = time.monotonic()
+    assert "owner@acme.test" in provider(account).test_connection()  # another worker: waits, then succeeds
+    assert time.monotonic() - started >= 0.5
+    assert [status for _, path, status in emu.requests_log if path == "/user"].count(429) == 1
 
 
 # --- validation --------------------------------------------------------------------------------------------

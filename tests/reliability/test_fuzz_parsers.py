@@ -89,6 +89,85 @@ def test_the_robot_handler_never_answers_500_nor_records_without_valid_auth(clie
         assert auth.get("application_token") == real["auth[application_token]"]
 
 
+# --- the shapes of issue 11 (item 7), through the real handler on PostgreSQL ---------------------------
+huge_ints = st.integers(min_value=-(2**70), max_value=2**70).map(str) | st.sampled_from(
+    ["3000000000", "2147483648", "2147483647", "-1", "-2147483649", "0", "1e9", "١٢٣", "\x001", "1\x00"])
+nul_text = st.text(max_size=12).map(lambda t: t + "\x00") | st.text(max_size=12).map(lambda t: "\x00" + t + "\x00")
+INT_FIELDS = ["auth[user_id]", "timeout_duration", "ts", "auth[expires_in]", "properties[expiry_days]",
+              "properties[reminder_days]"]
+mutation = st.one_of(
+    st.tuples(st.just("set"), st.sampled_from(INT_FIELDS), huge_ints),
+    st.tuples(st.just("set"), st.sampled_from(["properties[subject]", "properties[message]", "properties[signer_emails]",
+                                                "workflow_id", "auth[domain]", "document_type[2]"]), nul_text),
+    st.tuples(st.just("nul_key"), st.sampled_from(["properties[message]", "properties[x]", "auth[user_id]"]), nul_text),
+    st.tuples(st.just("deep"), st.sampled_from(["document_id[0]", "properties[subject]", "auth"]),
+              st.integers(1, 3000).map(str)),
+)
+
+
+def _mutate(pairs, op, key, value):
+    if op == "set":
+        return [(k, v) for k, v in pairs if k != key] + [(key, value)]
+    if op == "nul_key":
+        return pairs + [(key.replace("]", "\x00]", 1), value)]
+    depth = int(value)
+    return pairs + [(key + "[a]" * depth, "x")]
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(mutations=st.lists(mutation, min_size=1, max_size=3), token=st.uuids())
+def test_bad_shapes_are_refused_or_stored_never_lost_or_dropped(client, valid_call, mutations, token):
+    """A real call with its values made hostile: a 4xx with nothing stored, or exactly one stored row
+    (sanitized) and "queued"; "duplicate" only when the same event token is already stored."""
+    body = [(k, f"{v}-{token.hex}" if k == "event_token" else v) for k, v in valid_call]
+    for op, key, value in mutations:
+        body = _mutate(body, op, key, value)
+    event_token = dict(body)["event_token"].replace("\x00", "")
+    before = RobotCall.objects.filter(event_token=event_token).count()
+    response = client.post("/bizproc/robots/b24sign_send/", urlencode(body),
+                           content_type="application/x-www-form-urlencoded")
+    assert response.status_code < 500
+    after = RobotCall.objects.filter(event_token=event_token).count()
+    if response.status_code >= 400:
+        assert after == before
+        return
+    status = response.json()["status"]
+    assert status in ("queued", "duplicate")
+    if status == "queued":
+        assert after == before + 1
+        call = RobotCall.objects.get(event_token=event_token)
+        assert "\x00" not in json.dumps(call.properties) + call.workflow_id
+        assert call.auth_user_id is None or 0 < call.auth_user_id < 2**31
+    else:
+        assert before == 1 and after == 1
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(event=st.sampled_from(["ONAPPINSTALL", "ONAPPUPDATE", "ONAPPUNINSTALL", "ONSIGNB2EDOCUMENTSTATUSCHANGED", "X"]),
+       noise=pairs, auth=st.one_of(st.just([("auth", "x")]), st.lists(st.tuples(
+           st.sampled_from(["auth[expires_in]", "auth[expires]", "auth[user_id]", "auth[member_id]", "auth[access_token]",
+                            "auth[domain]", "auth[application_token]", "auth[server_endpoint]", "data[CLEAN]"]),
+           huge_ints | nul_text | st.just("abc")), max_size=5)))
+def test_app_events_never_answer_500(client, portal_a, event, noise, auth):
+    body = [("event", event)] + auth + noise
+    response = client.post("/b24/events/", urlencode(body), content_type="application/x-www-form-urlencoded")
+    assert response.status_code < 500
+    portal_a.db.refresh_from_db()
+    assert portal_a.db.is_installed  # nothing here carries the portal's application token
+
+
+@pytest.mark.django_db
+@EXAMPLES
+@given(length=st.text(max_size=8), path=st.sampled_from(["/bizproc/robots/b24sign_send/", "/b24/events/",
+                                                         "/b24/install/", "/app/"]))
+def test_any_content_length_header_never_answers_500(client, valid_call, length, path):
+    response = client.post(path, urlencode(valid_call), content_type="application/x-www-form-urlencoded",
+                           CONTENT_LENGTH=length)
+    assert response.status_code < 500
+
+
 # --- provider webhooks -------------------------------------------------------------------------------
 json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20),
                            lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner,

@@ -64,9 +64,15 @@ def title_marker(request_id: str) -> str:
     return f"[b24sign-{request_id}]"
 
 
+# The characters Bitrix24's core refuses in a file name (``Path::validateFilename``: the reserved
+# characters, control bytes and U+202E, the right-to-left override); a send with one fails with
+# "[files] Invalid file name.".
+REFUSED_IN_FILE_NAME = re.compile("[\\\\/:*?\"'<>|~#&;\x00-\x1f\u202e]+")
+
+
 def file_name_for(title: str, request_id: str) -> str:
-    """``<title> [b24sign-<id>].pdf``: a name Bitrix24 accepts (no path or reserved characters)."""
-    safe = re.sub(r'[\\/:*?"<>|\x00-\x1f]+', " ", title or "").strip(" .")
+    """``<title> [b24sign-<id>].pdf``: a name Bitrix24 accepts (none of the characters its core refuses)."""
+    safe = REFUSED_IN_FILE_NAME.sub(" ", title or "").strip(" .")
     safe = re.sub(r"\s+", " ", safe)[:150] or "Document"
     return f"{safe} {title_marker(request_id)}.pdf"
 
@@ -238,7 +244,15 @@ class KedoProvider(Provider):
     def status(self, request) -> StatusSnapshot:
         if not request.external_id:
             raise ProviderError("Bitrix24 Sign: the document was never created", permanent=True, code="input")
-        data = self.client().get(request.external_id)
+        try:
+            data = self.client().get(request.external_id)
+        except ProviderError as exc:
+            if exc.code != "NOT_FOUND":
+                raise
+            # The core answers a deleted document with an empty code and "Document not found.": it will not
+            # come back, so the request ends in error instead of being polled for ever.
+            return StatusSnapshot(status=states.ERROR, signers=[], raw={},
+                                  reason=f"{exc} (the document was deleted in Bitrix24 Sign)")
         doc_code = str((data.get("state") or {}).get("code", "")).lower()
         members = [m for m in data.get("members") or [] if isinstance(m, dict)]
         signers = self._signer_states(request, members)

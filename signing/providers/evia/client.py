@@ -101,6 +101,7 @@ class MultipartFile:
 
 class EviaClient(ProviderHTTP):
     label = "Evia Sign"
+    code = "evia"
 
     def __init__(self, account, credentials: dict | None = None):
         super().__init__(account)

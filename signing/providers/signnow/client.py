@@ -6,7 +6,7 @@ permanent errors, one token refresh on 401 under a per-account lock).  signNow s
 * the token is refreshed ahead of time when one day or less remains (spec §1.2), and signNow's
   ``400 {"error":"invalid_token","code":1537}`` counts as an auth error, like a 401;
 * refresh uses ``grant_type=refresh_token`` and falls back to the password grant (refresh tokens rotate);
-* a small per-account leaky bucket keeps us under an unknown rate limit (spec U-S7);
+* a per-account leaky bucket (ProviderHTTP.throttle) keeps us under an unknown rate limit (spec U-S7);
 * uploads stream the PDF from disk with a known Content-Length; a retried request re-reads the file.
 """
 from __future__ import annotations
@@ -19,7 +19,6 @@ import time
 import requests
 from django.conf import settings
 
-from b24app import coordination
 from signing.base import ProviderError
 from signing.providers.http import ProviderHTTP
 
@@ -72,6 +71,7 @@ class MultipartFile:
 
 class SignNowClient(ProviderHTTP):
     label = "signNow"
+    code = "signnow"
 
     def __init__(self, account, credentials: dict | None = None):
         super().__init__(account)
@@ -115,7 +115,6 @@ class SignNowClient(ProviderHTTP):
 
     # -- the call -------------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs) -> requests.Response:
-        self._throttle()
         self._last_error = None
         try:
             return super().request(method, path, **kwargs)
@@ -189,16 +188,10 @@ class SignNowClient(ProviderHTTP):
             # The current token still works for a while: use it, the next call tries again.
             log.warning("signNow token refresh ahead of expiry failed for account %s", self.account.pk)
 
-    def _throttle(self) -> None:
-        rate = float(getattr(settings, "SIGNNOW_RATE_PER_S", 1.0) or 0)
-        if rate <= 0 or not getattr(self.account, "pk", None):
-            return
-        burst = float(getattr(settings, "SIGNNOW_RATE_BURST", 10))
-        while wait := coordination.take(f"signnow:{self.account.pk}", burst, rate):
-            if wait > 10:
-                raise ProviderError("signNow: our own request budget for this account is used up; "
-                                    "retrying later", code="throttled", retry_after=wait)
-            time.sleep(wait)
+    def default_pacing(self) -> tuple[float, float]:
+        # signNow publishes no rate limit (spec U-S7): SIGNNOW_RATE_PER_S / SIGNNOW_RATE_BURST per account.
+        return (float(getattr(settings, "SIGNNOW_RATE_PER_S", 1.0) or 0),
+                float(getattr(settings, "SIGNNOW_RATE_BURST", 10) or 1))
 
 
 def basic_auth(creds: dict) -> dict:

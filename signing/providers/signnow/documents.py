@@ -170,8 +170,27 @@ def normalise_history(history) -> dict:
     return {"document_history": [], "email_history_events": []}
 
 
+PAGE_RE = re.compile(rb"/Type\s*/Page\b(?!s)")
+
+
 def page_count(pdf: bytes) -> int:
-    return len(re.findall(rb"/Type\s*/Page\b(?!s)", pdf))
+    return len(PAGE_RE.findall(pdf))
+
+
+def file_page_count(path, chunk: int = 1024 * 1024) -> int:
+    """page_count() of a PDF on disk, read in chunks (a 50 MiB upload never sits in memory whole).
+
+    A match may straddle two chunks: the last ``KEEP`` bytes are carried into the next round and matches
+    starting there are counted only then.
+    """
+    keep, count, carry = 64, 0, b""
+    with open(path, "rb") as fh:
+        while data := fh.read(chunk):
+            buf = carry + data
+            limit = len(buf) - keep
+            count += sum(1 for m in PAGE_RE.finditer(buf) if m.start() < limit)
+            carry = buf[max(limit, 0):]
+    return count + sum(1 for _ in PAGE_RE.finditer(carry))
 
 
 def safe_name(name: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import re
 
-from signing.base import ProviderError, SendSpec
+from signing.base import ProviderError, SendSpec, SignerState
 
 from .documents import as_int
 
@@ -35,6 +35,18 @@ def add_signature_fields(client, doc_id: str, spec: SendSpec, pages: int) -> Non
     client.json("PUT", f"/document/{doc_id}", {"fields": fields})
 
 
+def own_roles(spec: SendSpec) -> list[dict]:
+    """The roles add_signature_fields creates, as the invite needs them: ``role`` and/or ``role_id`` is
+    required (spec §1.5), so the names we gave are enough and no read of the document is needed."""
+    return [{"name": role_name(i), "signing_order": str(i + 1)} for i in range(len(signers_of(spec)))]
+
+
+def freeform_signers(spec: SendSpec, invite_ids: list) -> list[SignerState]:
+    """The one freeform signer, pending, with the id the invite answered (no read of the document)."""
+    signer = signers_of(spec)[0]
+    return [SignerState(email=signer.email, status="pending", external_id=str(invite_ids[0]) if invite_ids else "")]
+
+
 def invite_freeform(client, doc_id: str, spec: SendSpec, sender: str) -> dict:
     body = {"to": signers_of(spec)[0].email, "from": sender, **texts(spec)}
     if cc_emails(spec):
@@ -52,8 +64,10 @@ def invite_fields(client, doc_id: str, spec: SendSpec, doc: dict, sender: str) -
     ranks = {o: i + 1 for i, o in enumerate(sorted({s.order for s in signers}))}
     to = []
     for signer, role in zip(signers, roles):
-        item = {"email": signer.email, "role": role.get("name"), "role_id": role.get("unique_id", ""),
-                "order": ranks[signer.order], "decline_by_signature": "1"}
+        item = {"email": signer.email, "role": role.get("name"), "order": ranks[signer.order],
+                "decline_by_signature": "1"}
+        if role.get("unique_id"):  # roles read from the document (text tags, a resumed send)
+            item["role_id"] = role["unique_id"]
         if spec.expiry_days is not None:
             item["expiration_days"] = spec.expiry_days
         if spec.reminder_days is not None:

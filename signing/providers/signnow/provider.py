@@ -1,7 +1,10 @@
 """signNow (https://www.signnow.com): upload a PDF, invite signers, follow the document to its signed copy.
 
 Send path (spec §1.3/§1.5): ``POST /document`` → (role-based only: ``PUT /document/{id}`` signature fields,
-one role per signer) → ``POST /document/{id}/invite``.  One signer with no auth, expiry or reminder needs
+one role per signer) → ``POST /document/{id}/invite`` (→ role-based only: ``GET /document/{id}`` for the
+field invites' ids).  Two calls for a freeform invite, four for a field invite (issue 14; six before): the
+upload answers the id, the page count comes from the local PDF, and the roles we create are named, so the
+invite refers to them by name.  One signer with no auth, expiry or reminder needs
 gets a freeform invite (``to`` is a string); everything else a role-based field invite (``to[]``).
 
 This module is the orchestration; the pieces live beside it: invites.py (invite bodies), replace.py
@@ -180,41 +183,53 @@ class SignNowProvider(Provider):
             return groups.send(self, spec, state, save)
         if not state.get("document_id") and spec.template_id:
             save(document_id=templates.copy_template(self.client, spec), template_id=spec.template_id)
+        tagged = bool(spec.options.get("text_tags"))
         if not state.get("document_id"):
             fields = {"name": spec.title[:200]} if spec.title else None
             uploaded = self.client.upload(spec.document.path, spec.document.name or "document.pdf", fields=fields,
-                                          extract=bool(spec.options.get("text_tags")))
+                                          extract=tagged)
             if not uploaded.get("id"):
                 raise ProviderError("signNow: the upload returned no document id", code="bad_response")
-            save(document_id=str(uploaded["id"]))
+            # The page count comes from our own file, not from a read of the document (issue 14).
+            save(document_id=str(uploaded["id"]), page_count=documents.file_page_count(spec.document.path))
         doc_id = state["document_id"]
         if spec.prefill and not state.get("prefilled"):
             templates.prefill(self.client, doc_id, spec.prefill)
             save(prefilled=True)
-        doc = self._document(doc_id)
+        # A fresh upload without text tags has no roles and no fields: nothing to read before inviting.
+        # A resumed send, a template copy, or one whose roles came from text tags, reads the document first.
+        doc = self._document(doc_id) if tagged or spec.template_id or state.get("invite_started") else {}
         if "page_count" not in state:
-            save(page_count=as_int(doc.get("page_count"), 0))
+            save(page_count=documents.file_page_count(spec.document.path) if spec.document
+                 else as_int(doc.get("page_count"), 0))
 
         if state.get("invite_started") and has_invite(doc):
             log.info("signNow document %s already has an invite: not inviting again", doc_id)
+            doc_read = doc
         else:
             mode = state.get("mode") or ("field" if spec.delivery == "link" else invites.choose_mode(spec, doc))
             if mode == "field" and not doc.get("roles"):
-                invites.add_signature_fields(self.client, doc_id, spec, as_int(doc.get("page_count"), 1))
-                doc = self._document(doc_id)
+                # Our own fields: we name the roles, so the invite needs no read of them (role by name).
+                invites.add_signature_fields(self.client, doc_id, spec, state["page_count"] or 1)
+                doc = {**doc, "roles": invites.own_roles(spec)}
             save(mode=mode, invite_started=True)
             if mode == "freeform":
                 answer = invites.invite_freeform(self.client, doc_id, spec, self._sender())
-                save(freeform_invite_ids=[answer.get("id")] if answer.get("id") else [])
-            elif spec.delivery == "link":  # embedded invites: we hand out the links, signNow e-mails nobody
+                ids = [answer.get("id")] if answer.get("id") else []
+                save(freeform_invite_ids=ids)
+                signers = invites.freeform_signers(spec, ids)
+                save(invite_sent=True)
+                return SendResult(external_id=doc_id, signers=signers, raw={"document_id": doc_id, "mode": mode})
+            if spec.delivery == "link":  # embedded invites: we hand out the links, signNow e-mails nobody
                 save(delivery="link", embedded_invites=embedded.create(self.client, doc_id, spec, doc))
             elif any(s.template_role for s in signers_of(spec)):  # roles mapped by name (template, tags)
                 templates.invite_roles(self.client, doc_id, spec, doc, self._sender())
             else:
                 invites.invite_fields(self.client, doc_id, spec, doc, self._sender())
-            doc = self._document(doc_id)
-        save(invite_sent=True, mode=state.get("mode") or detect_mode(doc))
-        return SendResult(external_id=doc_id, signers=documents.signer_states(doc),
+            # The field invite answers {status: success} only: its invite ids come from one read.
+            doc_read = self._document(doc_id)
+        save(invite_sent=True, mode=state.get("mode") or detect_mode(doc_read))
+        return SendResult(external_id=doc_id, signers=documents.signer_states(doc_read),
                           raw={"document_id": doc_id, "mode": state["mode"]})
 
     def list_templates(self):

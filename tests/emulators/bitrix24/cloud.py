@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from ..base import EmulatorServer, Request, json_response
 from .core import TOKEN_TTL, AccessToken, AuthCode, B24Error, RefreshToken, rand_hex, start_server
 
-DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e"
+DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e,im,userfieldconfig"
 
 if TYPE_CHECKING:  # portal.py imports this module; the annotation alone needs the name
     from .portal import Portal
@@ -24,7 +24,8 @@ class Bitrix24Cloud:
       ``second_event_send`` -> ``"error"`` (default) or ``"ignore"``: a second bizproc.event.send on a closed
                                workflow answers ``second_event_send_error`` or ``{"result": true}``
       ``activity_log_requires_admin`` -> docs say admin, core has no check (U14); default False
-      ``sign_error_status`` -> HTTP status of sign.b2e BAD_REQUEST errors; the seed documents 200
+      ``sign_error_status`` -> HTTP status of sign.b2e BAD_REQUEST errors: 400 as the core answers a
+                               RestException (the seed's examples say 200; docs/decisions.md)
       ``queue_timeout``     -> seconds the queue server waits for our handler
       ``file_header_check`` -> False disables the "browser-like headers" 404 on file downloads
     """
@@ -40,9 +41,11 @@ class Bitrix24Cloud:
         self.payment_required = False
         self.oauth_delay = 0.0
         self.second_event_send = "error"
-        self.second_event_send_error = (400, "ERROR_WORKFLOW_NOT_FOUND", "Workflow is not found or already completed")
+        # What the core answers a send to a finished workflow: CBPRuntime's "workflow not found" as a
+        # RestException with the code "404" (docs/decisions.md).
+        self.second_event_send_error = (400, "404", "Бизнес-процесс не найден")
         self.activity_log_requires_admin = False
-        self.sign_error_status = 200
+        self.sign_error_status = 400
         self.queue_timeout = 10.0
         # How the queue server reaches the app: None = real HTTP; or fn(url, pairs, headers) -> response
         # with .status_code and .text (tests plug Django's test client in here).

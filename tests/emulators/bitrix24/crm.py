@@ -25,6 +25,20 @@ def camel_to_upper(key: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).upper()
 
 
+def entity_id_for(portal, etid: int) -> str | None:
+    """The user-field entity of a CRM type: CRM_DEAL, CRM_LEAD, CRM_SMART_INVOICE, CRM_<id> for a smart process."""
+    if etid == 2:
+        return "CRM_DEAL"
+    if etid == 1:
+        return "CRM_LEAD"
+    if etid == 31:
+        return "CRM_SMART_INVOICE"
+    if is_dynamic(etid):
+        t = next((t for t in portal.smart_types if t["entityTypeId"] == etid), None)
+        return f"CRM_{t['id']}" if t else None
+    return None
+
+
 class Crm:
     def __init__(self, portal):
         self.portal = portal

@@ -60,6 +60,7 @@ class EventsMixin:
                 self.cloud.version += 1
                 self.application_token = rand_hex(32)
                 self.robots.clear()  # core RestService::onRestAppUpdate -> onRestAppDelete
+                self.app_forgets_card()
                 payload_data = {"VERSION": str(self.cloud.version), "PREVIOUS_VERSION": str(prev),
                                 "LANGUAGE_ID": self.lang}
             elif event == "ONAPPUNINSTALL":
@@ -75,6 +76,7 @@ class EventsMixin:
             with self.lock:
                 self.installed = False
                 self.robots.clear()
+                self.app_forgets_card()
                 self.event_handlers = []
         elif event in ("ONAPPINSTALL", "ONAPPUPDATE"):
             auth = self._auth_block(uid, refresh=True) if deliver else {}

@@ -41,6 +41,9 @@ def call_method(ctx: Ctx, name: str, params: dict):
     if need and not granted.intersection(need):
         raise B24Error("insufficient_scope", "The request requires higher privileges than provided by the access token",
                        403)
+    refusal = portal.method_refusal(name)
+    if refusal is not None:
+        raise refusal
     allowed, used, reset_at = portal.operating.check(name)
     if not allowed:
         raise B24Error("OPERATION_TIME_LIMIT", "Method is blocked due to operation time limit.", 429,

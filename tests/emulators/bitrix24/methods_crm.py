@@ -7,7 +7,7 @@ import re
 import time
 
 from .core import B24Error, iso
-from .crm import ENTITY_NAMES, camel_to_upper, is_dynamic, supported_type
+from .crm import ENTITY_NAMES, camel_to_upper, entity_id_for, is_dynamic, supported_type
 from .methods import method, upper
 from .portal import Ctx, MethodResult
 
@@ -84,6 +84,10 @@ def _decode_file_value(portal, value):
     raise B24Error("INVALID_ARG_VALUE", "Invalid file field value: [name, base64] expected", 400)
 
 
+def _registered_uf(portal, etid: int) -> set:
+    return set(portal.userfields.get(entity_id_for(portal, etid) or "", {}))
+
+
 @method("crm.item.update", "crm")
 def crm_item_update(ctx: Ctx, p):
     portal = ctx.portal
@@ -94,9 +98,12 @@ def crm_item_update(ctx: Ctx, p):
         raise B24Error("INVALID_ARG_VALUE", "Fields are empty", 400)
     with portal.lock:
         ff = portal.crm.file_fields.setdefault((etid, item["id"]), {})
+        registered = _registered_uf(portal, etid)
         for k, v in fields.items():
             if k in ("id", "entityTypeId", "createdTime", "createdBy"):
                 continue
+            if k.startswith("ufCrm") and k not in item and camel_to_upper(k) not in registered:
+                continue  # no such user field (never created, or deleted by an admin): Bitrix24 ignores it
             is_file = k in ff or (k.startswith("ufCrm") and isinstance(v, (list, dict)) and bool(v))
             if is_file and v not in ("", None, []):
                 if isinstance(v, list) and v and isinstance(v[0], (list, dict)):  # several [name, base64] pairs

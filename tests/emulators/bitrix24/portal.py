@@ -69,6 +69,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self.installed = True  # the app is on the portal (it was "installed" from the market)
         self.install_finished = False
         self.installer_user_id = 1
+        self.frame_layout = False  # True: frame POSTs in the app-layout shape (no APPLICATION_TOKEN)
         self.secret = secrets.token_bytes(32)
         self.lock = cloud.lock
         self.stats = Stats()
@@ -78,12 +79,28 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self._handler_seq = 0
         self.workflows: dict[str, Workflow] = {}
         self.deliveries: list[dict] = []  # every event POST: event, handler, status
+        self.rest_log: list[dict] = []  # every authenticated REST request: method, params (no auth), user_id
         self.files: dict[int, dict] = {}
         self._file_seq = 0
         self._fail_next: list[tuple[int, str, str]] = []
+        self.method_refusals: dict[str, list] = {}  # method -> [status, code, text, times left (None: always)]
         self._outage_until = 0.0
         self._outage_status = 503
         self.crm = Crm(self)
+        # CRM card (methods_placement, methods_timeline, methods_userfields)
+        self.placements: list[dict] = []
+        self.triggers: dict[str, str] = {}
+        self.trigger_runs: list[dict] = []
+        self.notifications: list[dict] = []
+        self.notify_sends = 0
+        self._notify_seq = 0
+        self.activities: dict[int, dict] = {}
+        self._activity_seq = 0
+        self.log_messages: list[dict] = []
+        self._logmessage_seq = 0
+        self.userfields: dict[str, dict[str, dict]] = {}
+        self._userfield_seq = 0
+        self.smart_types: list[dict] = []
         self.sign = SignB2e(self, region_document_types=region_document_types)
         self.server = EmulatorServer(f"b24-portal-{name}")
         self._old_servers: list[EmulatorServer] = []
@@ -127,6 +144,27 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         except (TypeError, ValueError):
             return None
 
+    # ------------------------------------------------------------------ CRM card (test API)
+    def add_smart_type(self, entity_type_id: int, title: str) -> dict:
+        with self.lock:
+            t = {"id": len(self.smart_types) + 1, "entityTypeId": int(entity_type_id), "title": title}
+            self.smart_types.append(t)
+            return t
+
+    def delete_userfield(self, entity: str, name: str) -> None:
+        """An admin deletes a user field: it and its values are gone from every item."""
+        from .crm import camel_to_upper
+        with self.lock:
+            self.userfields.get(entity, {}).pop(name, None)
+            for item in self.crm.items.values():
+                for key in [k for k in item if k.startswith("ufCrm") and camel_to_upper(k) == name]:
+                    del item[key]
+
+    def app_forgets_card(self) -> None:
+        """What Bitrix24 drops with the application on update/uninstall: its placements and triggers."""
+        self.placements = []
+        self.triggers = {}
+
     # ------------------------------------------------------------------ tokens / frames
     def issue_tokens(self, user_id: int = 1) -> dict:
         """A fresh token pair for ``user_id`` (the OAuth response shape)."""
@@ -141,8 +179,15 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
             self.cloud.auth_codes[code] = AuthCode(code, self.member_id, int(user_id), time.time() + 30)
         return code
 
-    def app_page_request(self, user_id: int = 1, placement: str = "DEFAULT", options=None, lang: str | None = None):
-        """(query, body) of the POST Bitrix24 sends when a user opens the app or a placement (spec §1.2)."""
+    def app_page_request(self, user_id: int = 1, placement: str = "DEFAULT", options=None, lang: str | None = None,
+                         layout: bool | None = None):
+        """(query, body) of the POST Bitrix24 sends when a user opens the app or a placement (spec §1.2).
+
+        Two shapes exist.  A cloud portal's frame POST carries ``APPLICATION_TOKEN`` and ``SERVER_ENDPOINT``
+        (readable by every user who opens the app).  Bitrix24's app-layout component (``layout=True``) and
+        the current docs (b24restdocs widgets/_includes/widget_data.md) send neither, and leave out
+        ``PLACEMENT_OPTIONS`` when it is empty.  ``layout=None`` takes the portal's ``frame_layout`` knob."""
+        layout = self.frame_layout if layout is None else layout
         tok = self.issue_tokens(user_id)
         query = {"DOMAIN": self.domain, "PROTOCOL": "0", "LANG": lang or self.lang, "APP_SID": rand_hex(32)}
         body = {
@@ -153,9 +198,14 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         }
         if options is not None:
             body["PLACEMENT_OPTIONS"] = options if isinstance(options, str) else json.dumps(options)
+        if layout:
+            body.pop("APPLICATION_TOKEN")
+            body.pop("SERVER_ENDPOINT")
+            if body.get("PLACEMENT_OPTIONS") in (None, "", "[]", "{}"):
+                body.pop("PLACEMENT_OPTIONS", None)
         return query, body
 
-    def install_request(self, user_id: int = 1, lang: str = "en"):
+    def install_request(self, user_id: int = 1, lang: str = "en", layout: bool | None = None):
         """(query, body) of the install page POST.  After an uninstall this is a re-install from the
         market: the app is on the portal again, with a new application token, not yet finished."""
         with self.lock:
@@ -164,7 +214,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
                 self.installed = True
                 self.install_finished = False
                 self.application_token = rand_hex(32)
-        return self.app_page_request(user_id, "DEFAULT", None, lang)
+        return self.app_page_request(user_id, "DEFAULT", None, lang, layout=layout)
 
     def finish_install(self) -> None:
         """BX24.installFinish(): from now on events are delivered and app.info says INSTALLED."""
@@ -182,6 +232,29 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
                   description: str = "Too many requests") -> None:
         with self.lock:
             self._fail_next.extend([(status, error, description)] * n)
+
+    def refuse_method(self, method: str, status: int, error: str, description: str = "",
+                      times: int | None = None) -> None:
+        """Answer ``method`` (also inside a batch) with this error, as the real portal does when e.g. the
+        plan no longer allows the app (``ACCESS_DENIED``) or the token lost a scope; ``times`` None = always."""
+        with self.lock:
+            self.method_refusals[method.lower()] = [status, error, description, times]
+
+    def method_refusal(self, method: str):
+        """The B24Error ``refuse_method`` set for this method, once per call (None when there is none)."""
+        from .core import B24Error
+
+        with self.lock:
+            rule = self.method_refusals.get(method)
+            if not rule:
+                return None
+            status, error, description, times = rule
+            if times is not None:
+                if times <= 0:
+                    return None
+                rule[3] = times - 1
+            self.stats.injected_faults += 1
+        return B24Error(error, description, status)
 
     def outage(self, seconds: float, status: int = 503, error: str = "QUERY_LIMIT_EXCEEDED",
                description: str = "Too many requests") -> None:
@@ -252,6 +325,9 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
             except ValueError:
                 raise B24Error("INVALID_REQUEST", "Invalid request body", 400)
             ctx = self.authenticate(params.get("auth"))
+            with self.lock:
+                self.rest_log.append({"method": method, "user_id": ctx.token.user_id,
+                                      "params": {k: v for k, v in params.items() if k != "auth"}})
             if method == "batch":
                 body = batch(ctx, params, start)
             else:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -14,8 +15,16 @@ ROLES = ("signer", "assignee", "reviewer", "editor")
 PARTY = {"signer": 0, "assignee": 1, "reviewer": 2, "editor": 3}
 DOC_STATE_NAMES = {"sent": "Sent", "in_progress": "In progress", "signing": "Signing in progress", "done": "Signed",
                    "stopped": "Stopped"}
+# main/lib/io/path.php (Path::validateFilename): these characters, control bytes and U+202E are refused.
+INVALID_FILENAME_CHARS = "\\/:*?\"'<>|~#&;"
+INVALID_FILENAME_RE = re.compile("[" + re.escape(INVALID_FILENAME_CHARS) + "\x00-\x1f\u202e]")
 MEMBER_STATE_NAMES = {"waiting": "Waiting", "signed": "Signed", "done": "Signed", "refused": "Refused",
                       "stopped": "Stopped"}
+
+
+def valid_filename(name) -> bool:
+    """The core's ``Path::validateFilename``: a non-blank string without any refused character."""
+    return isinstance(name, str) and bool(name.strip()) and not INVALID_FILENAME_RE.search(name)
 
 
 def parse_iso8601(value: str) -> bool:
@@ -130,8 +139,8 @@ class SignB2e:
         if file.get("fileType") != "application/pdf":
             raise self.error("The specified file type is not supported")
         name = file.get("fileName")
-        if not isinstance(name, str) or not name.strip() or "/" in name or "\\" in name:
-            raise self.error("Invalid file name")
+        if not valid_filename(name):
+            raise self.error("[files] Invalid file name.")
         if "." not in name.strip(".") or name.endswith("."):
             raise self.error("Invalid file name. File extension is not specified")
         if name.rsplit(".", 1)[1].lower() != "pdf":
@@ -189,8 +198,8 @@ class SignB2e:
         if not uid:
             raise self.error("Document UID is required")
         doc = self.documents.get(uid)
-        if doc is None:
-            raise self.error("Document not found")
+        if doc is None:  # the core's RestException for a missing document carries no code
+            raise B24Error("", "Document not found.", 400)
         return self.render(doc)
 
     def mysafe_tail(self, ctx, params: dict) -> list:
@@ -256,6 +265,11 @@ class SignB2e:
                 changes.append(("ONSIGNB2EDOCUMENTSTATUSCHANGED", {
                     "documentUid": doc["uid"], "statusCode": "stopped", "statusName": "Stopped"}))
         return self._events(doc, changes)
+
+    def delete(self, document_uid: str) -> None:
+        """An HR manager deletes the document in Bitrix24 Sign (no event is fired)."""
+        with self.lock:
+            del self.documents[document_uid]
 
     def stop(self, document_uid: str) -> list:
         with self.lock:

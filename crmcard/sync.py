@@ -1,0 +1,171 @@
+"""Bring one request's CRM card up to date: timeline card, signer log messages, status fields, the
+automation trigger and the responsible user's notification — in one ``batch`` request.
+
+What to send is the difference between the request as it is now and what ``CardState`` says was last
+pushed, computed under a per-request lock.  So however many webhooks a change produces, and however
+often a task is retried, each change goes out once: a second run finds nothing to send.
+The terminal change waits for ``request_finished`` (the signed copy is then on the timeline and the
+"Signed document" link exists), so the outcome costs one batch too.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.utils import timezone
+
+from b24app import coordination
+from b24app.rest import B24Client
+from signing import states
+from signing.models import SignatureRequest
+from signing.registry import all_providers
+from signing.services import signed_file_link
+
+from . import fields as uf
+from .layout import card_fields, card_layout
+from .models import CardSetup, CardState
+from .notify import outcome_message
+
+log = logging.getLogger("b24sign.crmcard")
+
+TRIGGERS = {states.COMPLETED: "b24sign_signed", states.DECLINED: "b24sign_declined",
+            states.EXPIRED: "b24sign_expired", states.ERROR: "b24sign_failed"}
+SIGNER_EVENTS = {"signed", "declined"}
+LOG_TITLES = {"en": {"signed": "Signed", "declined": "Declined"}, "ru": {"signed": "Подписал", "declined": "Отклонил"}}
+
+
+def provider_label(code: str) -> str:
+    return all_providers()[code].label if code in all_providers() else code
+
+
+def lang_of(portal) -> str:
+    return "ru" if (portal.language or "")[:2] in ("ru", "by", "kz", "ua") else "en"
+
+
+def notify_user(req) -> int | None:
+    """Who hears about the outcome: the user who sent it from the card, else the item's responsible (None)."""
+    call = req.robot_calls.filter(event_token__startswith="card:").exclude(auth_user_id=None).first()
+    return call.auth_user_id if call else None
+
+
+def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str, tuple[str, dict]]:
+    """The commands that bring the card from ``state`` to ``req`` (empty: nothing changed)."""
+    lang = lang_of(req.portal)
+    etid, eid = req.entity_type_id, req.entity_id
+    signers = list(req.signers.all())
+    now_signers = {s.email.lower(): s.status for s in signers}
+    terminal_ready = not req.is_terminal or req.finalized_at is not None
+    calls: dict[str, tuple[str, dict]] = {}
+    values = uf.values_for(req, lang, signed_file_link(req) if req.signed_file else "")
+    item_fields = uf.item_fields(setup, etid, values) if terminal_ready else {}
+    changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != v}
+    if changed_fields:
+        calls["fields"] = ("crm.item.update", {"entityTypeId": etid, "id": eid, "fields": changed_fields})
+    needs_owner = state.activity_id is None or (req.is_terminal and terminal_ready and req.status not in state.notified)
+    owner_ref = None
+    if needs_owner:
+        if "fields" not in calls:
+            calls["item"] = ("crm.item.get", {"entityTypeId": etid, "id": eid})
+        owner_ref = f"$result[{'fields' if 'fields' in calls else 'item'}][item][assignedById]"
+    card_changed = state.pushed_status != req.status or state.pushed_signers != now_signers
+    if state.activity_id is None or (card_changed and terminal_ready):
+        layout = card_layout(req, signers, provider_label(req.provider), lang)
+        fields = card_fields(req, None)
+        if state.activity_id is None:
+            fields["responsibleId"] = owner_ref
+            calls["card"] = ("crm.activity.configurable.add", {"ownerTypeId": etid, "ownerId": eid, "fields": fields,
+                                                               "layout": layout})
+        else:
+            calls["card"] = ("crm.activity.configurable.update", {"id": state.activity_id, "fields": fields,
+                                                                  "layout": layout})
+    titles = LOG_TITLES.get(lang, LOG_TITLES["en"])
+    for i, s in enumerate(signers):
+        key = s.email.lower()
+        if s.status in SIGNER_EVENTS and state.pushed_signers.get(key) != s.status:
+            calls[f"log{i}"] = ("crm.timeline.logmessage.add", {"fields": {
+                "entityTypeId": etid, "entityId": eid, "iconCode": "info",
+                "title": f"{titles[s.status]}: {s.name or s.email}",
+                "text": f"{req.title} ({provider_label(req.provider)})"}})
+    if req.is_terminal and terminal_ready:
+        code = TRIGGERS.get(req.status)
+        if code and not state.trigger_fired and setup.triggers.get(code) == "registered":
+            calls["trigger"] = ("crm.automation.trigger.execute",
+                                {"CODE": code, "OWNER_TYPE_ID": etid, "OWNER_ID": eid})
+        if req.status in TRIGGERS and req.status not in state.notified:
+            user = notify_user(req) or owner_ref
+            calls["notify"] = ("im.notify.system.add", {
+                "USER_ID": user, "MESSAGE": outcome_message(req, lang),
+                # Bitrix24 keeps one notification per TAG: even a resend after a lost answer shows once.
+                "TAG": f"b24sign|{req.public_id}|{req.status}"})
+    return calls
+
+
+def sync_request(request_id: int) -> int:
+    """Push what changed; returns the number of REST requests spent (0 or 1)."""
+    with coordination.lock(f"crmcard:{request_id}", ttl=120, wait=60):
+        req = SignatureRequest.objects.select_related("portal").filter(pk=request_id).first()
+        if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
+            return 0
+        state, _ = CardState.objects.get_or_create(request=req)
+        setup = CardSetup.for_portal(req.portal)
+        calls = plan(req, state, setup)
+        if not calls:
+            return 0
+        result = B24Client(req.portal).batch(calls)
+        _apply(req, state, setup, calls, result)
+        return result.requests
+
+
+def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None:
+    errors = []
+    if "card" in calls:
+        if "card" in result.errors:
+            errors.append(f"card: {result.errors['card'].get('error_description') or result.errors['card']}")
+        else:
+            if state.activity_id is None:
+                added = (result.results.get("card") or {}).get("activity") or {}
+                state.activity_id = int(added.get("id") or 0) or None
+            state.card_updates += 1
+            state.pushed_status = req.status
+    signers = dict(state.pushed_signers)
+    card_failed = "card" in calls and "card" in result.errors
+    for i, s in enumerate(req.signers.all()):
+        key = f"log{i}"
+        if key in result.errors:
+            errors.append(f"{key}: {result.errors[key].get('error_description')}")
+        elif not card_failed:  # shown on the card, and its log message (if any) went out
+            signers[s.email.lower()] = s.status
+    state.pushed_signers = signers
+    if "fields" in calls:
+        if "fields" in result.errors:
+            errors.append(f"fields: {result.errors['fields'].get('error_description')}")
+        else:
+            item = (result.results.get("fields") or {}).get("item") or {}
+            sent = calls["fields"][1]["fields"]
+            missing = [k for k in sent if k not in item]
+            state.pushed_fields = {**state.pushed_fields, **{k: v for k, v in sent.items() if k in item}}
+            if missing:
+                uf.mark_missing(req.portal, req.entity_type_id, missing)
+                _recreate_later(req.portal.pk, req.entity_type_id)
+    if "trigger" in calls:
+        if "trigger" in result.errors:
+            errors.append(f"trigger: {result.errors['trigger'].get('error_description')}")
+        else:
+            state.trigger_fired = calls["trigger"][1]["CODE"]
+    if "notify" in calls:
+        if "notify" in result.errors:
+            errors.append(f"notify: {result.errors['notify'].get('error_description')}")
+        else:
+            state.notified = [*state.notified, req.status]
+    state.last_error = "; ".join(str(e) for e in errors)[:2000]
+    state.updated_at = timezone.now()
+    state.save()
+    if errors:
+        log.warning("request %s: CRM card partly updated: %s", req.pk, state.last_error)
+        req.log("crm_card", f"CRM card: {state.last_error}", source="worker")
+
+
+def _recreate_later(portal_id: int, etid: int) -> None:
+    from .tasks import recreate_fields  # noqa: PLC0415  (tasks import this module)
+
+    recreate_fields.delay(portal_id, etid)
+

@@ -1,0 +1,138 @@
+"""The "E-signatures" tab and the send form in the CRM card, opened the way Bitrix24 opens placements."""
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import pytest
+
+from bizproc_ext.models import RobotCall
+from signing.models import SignatureRequest
+from tests.conftest import ADMIN_ID, MANAGER_ID
+from tests.robots.helpers import run_worker
+from tests.ui.conftest import make_request
+
+
+def open_placement(client, emu, placement: str, options: dict, user_id: int = ADMIN_ID, path="/card/tab/",
+                   lang="en", overrides=None):
+    query, body = emu.app_page_request(user_id, placement, options, lang=lang)
+    body.update(overrides or {})
+    return client.post(f"{path}{'&' if '?' in path else '?'}{urlencode(query)}", body)
+
+
+def follow(client, response):
+    assert response.status_code == 303, response.content[:400]
+    return client.get(response["Location"])
+
+
+def tokens(response) -> dict:
+    q = parse_qs(urlsplit(response["Location"]).query)
+    return {"t": q["t"][0], "c": q["c"][0]}
+
+
+@pytest.mark.django_db
+def test_tab_lists_the_items_requests_newest_first_with_signers(client, portal_a, memory_account, deal):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    db = portal_a.db
+    old = make_request(db, memory_account, title="Old NDA", status="completed", entity=(2, deal),
+                       created_at=timezone.now() - timedelta(days=3))
+    new = make_request(db, memory_account, title="New contract", entity=(2, deal), signers=("anna@customer.test",
+                                                                                             "boris@customer.test"))
+    make_request(db, memory_account, title="Someone else's deal", entity=(2, deal + 100))
+    page = follow(client, open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)}))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert html.index("New contract") < html.index("Old NDA")
+    assert "Someone else" not in html
+    assert 'data-signer="boris@customer.test"' in html and "In-memory test provider" in html
+    assert str(new.public_id) in html and str(old.public_id) in html
+    assert 'id="new-request"' in html
+
+
+@pytest.mark.django_db
+def test_tab_refuses_a_forged_auth_and_an_item_bitrix24_does_not_show(client, portal_a, deal):
+    forged = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)},
+                            overrides={"AUTH_ID": "forged"})
+    assert forged.status_code == 403
+    missing = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": "99999"})
+    assert missing.status_code == 403
+    assert open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {}).status_code == 400
+
+
+@pytest.mark.django_db
+def test_another_portals_request_cannot_be_acted_on_through_the_tab(client, portal_a, portal_b, memory_account,
+                                                                    memory_provider, deal):
+    from signing.models import ProviderAccount
+
+    b_account = ProviderAccount.objects.create(portal=portal_b.db, provider="memory", is_default=True)
+    b_req = make_request(portal_b.db, b_account, entity=(2, deal))
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)})
+    tok = tokens(r)
+    assert "Supply contract" not in follow(client, r).content.decode()
+    assert client.post(f"/card/item/{b_req.public_id}/remind/", tok).status_code == 404
+    assert client.post(f"/card/item/{b_req.public_id}/cancel/", tok).status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_manager_may_remind_but_only_the_responsible_or_an_admin_cancels(client, portal_a, memory_account,
+                                                                          memory_provider, deal):
+    req = make_request(portal_a.db, memory_account, entity=(2, deal))
+    memory_provider.documents["mem-x"] = {"status": "sent", "signers": {}, "reminders": 0}
+    tok = tokens(open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)}, user_id=MANAGER_ID))
+    assert client.post(f"/card/item/{req.public_id}/cancel/", tok).status_code == 403
+    assert client.post(f"/card/item/{req.public_id}/remind/", tok).status_code == 200
+    assert memory_provider.documents["mem-x"]["reminders"] == 1
+    portal_a.emu.crm.get(2, deal)["assignedById"] = MANAGER_ID  # now it is the manager's deal
+    tok = tokens(open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)}, user_id=MANAGER_ID))
+    assert client.post(f"/card/item/{req.public_id}/cancel/", tok).status_code == 200
+    req.refresh_from_db()
+    assert req.status == "cancelled"
+
+
+@pytest.mark.django_db
+def test_send_form_from_the_timeline_menu_goes_through_the_robot_pipeline(client, portal_a, memory_account,
+                                                                          memory_provider, deal):
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       path="/card/send/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    assert "anna@customer.test" in html and "boris@customer.test" in html  # prefilled from the contacts
+    assert 'value="ufCrmContract" selected' in html
+    form = {"t": html.split('name="t" value="')[1].split('"')[0],
+            "c": html.split('name="c" value="')[1].split('"')[0], "provider": "default", "document_source": "field",
+            "document_field": "ufCrmContract", "signer_emails": "anna@customer.test", "signer_contacts": "none",
+            "signing_order": "sequential", "subject": "Please sign", "message": "", "expiry_days": "",
+            "reminder_days": "", "cc_emails": "", "document_id": "", "document_url": ""}
+    sent = client.post("/card/send/form/", form)
+    assert sent.status_code == 303
+    call = RobotCall.objects.get()
+    assert call.code == "b24sign_send" and not call.use_subscription and call.auth_user_id == ADMIN_ID
+    assert call.document_id == ["crm", "CCrmDocumentDeal", f"DEAL_{deal}"]
+    run_worker()
+    req = SignatureRequest.objects.get()
+    assert req.status == "sent" and memory_provider.sends == 1
+    assert [s.email for s in req.signers.all()] == ["anna@customer.test"]
+    assert str(req.public_id) in client.get(sent["Location"]).content.decode()
+
+
+@pytest.mark.django_db
+def test_send_form_refuses_a_request_without_signers(client, portal_a, memory_account, deal):
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)})
+    tok = tokens(r)
+    page = client.post("/card/send/form/", {**tok, "provider": "default", "document_source": "field",
+                                             "document_field": "ufCrmContract", "signer_contacts": "none"})
+    assert page.status_code == 400 and "Add at least one signer" in page.content.decode()
+    assert not RobotCall.objects.exists()
+
+
+@pytest.mark.django_db
+def test_sign_this_document_preselects_the_items_generated_document(client, portal_a, memory_account, deal,
+                                                                    pdf_bytes):
+    doc = portal_a.emu.crm.add_generated_document(2, deal, pdf_bytes, title="Offer")
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_DOCUMENTGENERATOR_BUTTON", {"ENTITY_ID": str(deal)},
+                       path="/card/send/?document=generated")
+    html = r.content.decode()
+    assert r.status_code == 200
+    assert f'value="{doc}" selected' in html and 'value="docgen" selected' in html
