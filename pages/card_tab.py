@@ -15,6 +15,7 @@ from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_POST
 
@@ -157,10 +158,12 @@ def card_resend(request, public_id):
 def queue_card_call(request, scope: CardScope, properties: dict, code: str = "b24sign_send") -> RobotCall:
     """The form's and "send again"'s way in: a robot call nobody waits for, in the same outbox (sweeper, retries,
     one send per call) as the queue server's."""
+    # No queue server, so no event token to prove: the proof is the user's own frame authentication
+    # (AUTH_ID checked with app.info and user.current, b24app/frames.py) that opened this form.
     call = RobotCall.objects.create(
         portal=request.ui.portal, code=code, event_token=f"card:{uuid.uuid4()}", workflow_id="",
         document_id=scope.document_id(), properties={**properties, "wait": False}, input_errors=[],
-        use_subscription=False, auth_user_id=request.ui.user_id)
+        use_subscription=False, auth_user_id=request.ui.user_id, proven_at=timezone.now())
     transaction.on_commit(lambda: process_robot_call.delay(call.pk), robust=True)
     return call
 

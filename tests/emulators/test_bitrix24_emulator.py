@@ -401,6 +401,9 @@ def test_crm_files_and_download_headers(portal):
     assert call(portal, "crm.item.get", at, entityTypeId=2, id=999).json()["error"] == "NOT_FOUND"
     sid = portal.crm.add_smart_item(177, "SP item")
     assert call(portal, "crm.item.get", at, entityTypeId=177, id=sid).status_code == 200
+    # Bitrix24 ignores a user field that does not exist: create it first, as the app does
+    assert call(portal, "crm.deal.userfield.add", at, fields={"FIELD_NAME": "SIGNED", "USER_TYPE_ID": "file"}
+                ).status_code == 200
     r = call(portal, "crm.item.update", at, entityTypeId=2, id=did,
              fields={"ufCrm_signed": ["signed.pdf", base64.b64encode(pdf).decode()]})
     assert portal.crm.file_bytes(2, did, "ufCrm_signed") == pdf and "urlMachine" in r.json()["result"]["item"][
