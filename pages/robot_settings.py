@@ -103,7 +103,7 @@ def settings_context(request, code: str) -> dict:
             templates_error = exc.description or exc.error
     provider_templates, provider_templates_error = [], ""
     if "provider_template_id" in robot.properties:
-        provider_templates, provider_templates_error = _provider_templates(accounts)
+        provider_templates, provider_templates_error = provider_template_choices(accounts)
     return {"provider_templates": provider_templates, "provider_templates_error": provider_templates_error,
             "templates": templates, "templates_error": templates_error,
             "portal": portal, "robot": robot, "props": props, "lang": lang,
@@ -113,7 +113,7 @@ def settings_context(request, code: str) -> dict:
             "current_json": json.dumps(current)}
 
 
-def _provider_templates(accounts) -> tuple[list[dict], str]:
+def provider_template_choices(accounts) -> tuple[list[dict], str]:
     """Templates of every connected account that has them (signNow), for the provider template control."""
     out, errors = [], []
     for account in accounts:
