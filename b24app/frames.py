@@ -9,12 +9,17 @@ We accept the POST only when the user's own token holds (``b24app.trust.verify_u
    one from another portal, is refused; ``user.admin`` there says whether the user is an administrator.
 
 The page then carries a short-lived signed token (portal, user, admin flag, language) in its links
-(``?t=``), forms (``t``) and XHR headers (``X-B24Sign-Token``).  Every later request re-checks it and
-loads its portal again, so all queries are scoped by ``request.ui.portal``.
+(``?t=``, GET only), forms (``t``) and XHR headers (``X-B24Sign-Token``); a POST never takes it from the
+URL.  Every later request re-checks it and loads its portal again, so all queries are scoped by
+``request.ui.portal``.  The user's own AUTH_ID stays server-side (encrypted in Redis, keyed by a random
+id in the page token) for checks with the user's rights: CRM read access, and ``user.admin`` again
+before an admin action on a page older than five minutes.
 """
 from __future__ import annotations
 
 import logging
+import secrets
+import time
 from dataclasses import dataclass
 from functools import wraps
 
@@ -24,16 +29,20 @@ from django.shortcuts import render
 from django.utils import translation
 from django.views.decorators.csrf import csrf_exempt
 
+from b24app import coordination
+from b24app.crypto import decrypt, encrypt
 from b24app.framing import allow_portal_frame
 from b24app.lifecycle import Rejected
 from b24app.models import Portal
 from b24app.rest import B24Error
-from b24app.trust import VerifiedUser, verify_user_token
+from b24app.rest.client import call_with_token
+from b24app.trust import VerifiedUser, truthy, verify_user_token
 
 log = logging.getLogger("b24sign.ui")
 
 SALT = "b24sign.ui"
 MAX_AGE = 3600  # like the Bitrix24 access token itself; reopening the app issues a new one
+ADMIN_RECHECK_AFTER = 300  # seconds: older pages ask user.admin again before an admin action
 HEADER = "HTTP_X_B24SIGN_TOKEN"
 RU_LANGS = {"ru", "by", "kz", "ua"}
 
@@ -50,12 +59,34 @@ class UiSession:
     is_admin: bool
     lang: str
     name: str = ""
+    sid: str = ""        # keys the user's own Bitrix24 token, kept server-side (never in the page)
+    issued: int = 0      # when the frame POST proved the user (epoch seconds)
 
     @property
     def token(self) -> str:
         # The digest prefix ties the token to this installation: after a reinstall old tokens are void.
         return signing.dumps({"p": self.portal.pk, "u": self.user_id, "a": self.is_admin, "l": self.lang,
-                              "n": self.name[:60], "v": self.portal.app_token_digest[:12]}, salt=SALT)
+                              "n": self.name[:60], "v": self.portal.app_token_digest[:12], "s": self.sid,
+                              "i": self.issued}, salt=SALT)
+
+    def call_as_user(self, method: str, params: dict | None = None):
+        """A REST call with the user's own token (their rights, not the app's).  Rejected(401) once it is gone."""
+        raw = coordination.recall(f"ui-auth:{self.sid}") if self.sid else None
+        if not raw:
+            raise Rejected(401, "this page has expired: close it and open the application again")
+        return call_with_token(self.portal.client_endpoint, decrypt(raw), method, params)
+
+
+def _keep_user_token(portal: Portal, user: VerifiedUser, auth_id: str, expires) -> tuple[str, int]:
+    """The user's AUTH_ID, encrypted in Redis for as long as it lives, so later pages can act with the
+    user's own rights (CRM read checks, the admin re-check) without the token ever being in a URL."""
+    try:
+        ttl = max(60, min(int(expires or MAX_AGE), MAX_AGE))
+    except (TypeError, ValueError):
+        ttl = MAX_AGE
+    sid = secrets.token_urlsafe(18)
+    coordination.remember(f"ui-auth:{sid}", encrypt(auth_id), ttl)
+    return sid, int(time.time())
 
 
 def frame_post_portal(post) -> Portal:
@@ -110,12 +141,17 @@ def adopt_admin_token(portal: Portal, user: VerifiedUser, access: str, refresh: 
 def session_from_frame_post(request) -> UiSession:
     """The POST Bitrix24 sends when a user opens the app: the user's own token, or Rejected (401/403)."""
     portal, user = verified_frame_user(request.POST)
+    sid, issued = _keep_user_token(portal, user, request.POST.get("AUTH_ID", ""), request.POST.get("AUTH_EXPIRES"))
     return UiSession(portal=portal, user_id=user.user_id, is_admin=user.is_admin,
-                     lang=ui_language(request.GET.get("LANG") or portal.language), name=user.name)
+                     lang=ui_language(request.GET.get("LANG") or portal.language), name=user.name,
+                     sid=sid, issued=issued)
 
 
 def session_from_token(request) -> UiSession:
-    raw = request.META.get(HEADER) or request.POST.get("t") or request.GET.get("t") or ""
+    # A POST action takes its token from the form or the header only: a token in a URL lands in logs,
+    # history and Referer headers, and a link must never be enough to act.
+    raw = request.META.get(HEADER) or (request.POST.get("t") if request.method == "POST" else request.GET.get("t"))
+    raw = raw or ""
     if not raw:
         raise Rejected(401, "open b24sign from your Bitrix24 portal")
     try:
@@ -133,7 +169,25 @@ def session_from_token(request) -> UiSession:
     if portal is None or not portal.is_installed or portal.app_token_digest[:12] != data.get("v"):
         raise Rejected(403, "the application is not installed on this portal any more")
     return UiSession(portal=portal, user_id=int(data["u"]), is_admin=bool(data["a"]), lang=data.get("l", "en"),
-                     name=data.get("n", ""))
+                     name=data.get("n", ""), sid=str(data.get("s", "")), issued=int(data.get("i") or 0))
+
+
+def recheck_admin(ui: UiSession) -> None:
+    """Admin actions on a page older than ADMIN_RECHECK_AFTER ask Bitrix24 again, with the user's own token
+    (an administrator demoted since opening the app must not keep the rights for the page's hour)."""
+    if time.time() - ui.issued <= ADMIN_RECHECK_AFTER:
+        return
+    key = f"ui-admin:{ui.sid}"
+    if coordination.recall(key):
+        return
+    try:
+        admin = truthy(ui.call_as_user("user.admin"))
+    except B24Error as exc:
+        raise Rejected(401, "this page has expired: close it and open the application again") from exc
+    if not admin:
+        log.info("portal %s: user %s is no longer an administrator", ui.portal.member_id[:8], ui.user_id)
+        raise Rejected(403, "only a Bitrix24 administrator can change b24sign's settings")
+    coordination.remember(key, True, ADMIN_RECHECK_AFTER)
 
 
 def refused(request, exc: Rejected, lang: str = "en"):
@@ -155,6 +209,8 @@ def _wrap(view, source, admin: bool):
             ui = source(request)
             if admin and not ui.is_admin:
                 raise Rejected(403, "only a Bitrix24 administrator can change b24sign's settings")
+            if admin:
+                recheck_admin(ui)
         except Rejected as exc:
             if request.headers.get("Accept", "").startswith("application/json"):
                 return JsonResponse({"ok": False, "message": exc.message}, status=exc.status)
@@ -162,7 +218,13 @@ def _wrap(view, source, admin: bool):
         request.ui = ui
         with translation.override(ui.lang):
             request.LANGUAGE_CODE = ui.lang
-            response = view(request, *args, **kwargs)
+            try:
+                response = view(request, *args, **kwargs)
+            except Rejected as exc:  # e.g. the user's own token expired before the page did
+                exc.frame_domain, exc.lang = ui.portal.domain, ui.lang
+                if request.headers.get("Accept", "").startswith("application/json"):
+                    return JsonResponse({"ok": False, "message": exc.message}, status=exc.status)
+                return refused(request, exc, ui.lang)
         response.setdefault("Content-Language", ui.lang)
         response.setdefault("Cache-Control", "no-store")
         return allow_portal_frame(response, ui.portal.domain)

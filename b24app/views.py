@@ -1,7 +1,8 @@
 """Endpoints Bitrix24 itself posts to: the install page and the app-event handler.
 
 Both are CSRF-exempt because Bitrix24 cannot send our CSRF token; each verifies its caller another way
-(app.info + admin check on install, application_token on events; see lifecycle.py).
+(app.info + user.admin for every token we store, the OAuth server's confirmation for ONAPPUNINSTALL;
+see lifecycle.py, trust.py and the Trust section of docs/architecture.md).
 """
 from __future__ import annotations
 

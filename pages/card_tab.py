@@ -29,6 +29,7 @@ from signing.base import ProviderError
 from signing.models import SignatureRequest
 from signing.registry import all_providers, provider_class
 
+from . import visibility
 from .card_scope import CardScope, scope_from_frame, scope_from_token
 from .forms import status_choices
 from .views import SIGNER_LABELS, base_context
@@ -64,8 +65,12 @@ def _requests(request, scope: CardScope):
                                            entity_id=scope.entity_id)
 
 
-def _one(request, scope: CardScope, public_id) -> SignatureRequest:
-    return get_object_or_404(_requests(request, scope).select_related("account"), public_id=public_id)
+def _one(request, scope: CardScope, public_id, download: bool = False) -> SignatureRequest:
+    req = get_object_or_404(_requests(request, scope).select_related("account"), public_id=public_id)
+    seen = visibility.for_card(request.ui, scope, [req])  # never another person's HR document
+    if not seen.can_see(req) or (download and not seen.can_download(req)):
+        raise Http404("no such request")
+    return req
 
 
 def _caps(req) -> frozenset:
@@ -80,10 +85,13 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
     providers = {code: p.label for code, p in all_providers().items()}
     rows = list(_requests(request, scope).order_by("-created_at", "-id").prefetch_related("signers", "events")[:50])
     for req in rows:
+        req.signer_list = list(req.signers.all())
+    seen = visibility.for_card(request.ui, scope, rows)
+    rows = [r for r in rows if seen.can_see(r)]  # never another person's HR document
+    for req in rows:
         caps = _caps(req)
         req.status_label = labels.get(req.status, req.status)
         req.provider_label = providers.get(req.provider, req.provider)
-        req.signer_list = list(req.signers.all())
         for s in req.signer_list:
             s.status_label = SIGNER_LABELS.get(s.status, s.status)
         req.history = list(req.events.all())
@@ -92,8 +100,9 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
         req.can_resend = scope.may_manage and req.is_terminal and req.robot_calls.exists()
         for action in ("remind", "cancel", "resend"):
             setattr(req, f"{action}_url", reverse(f"card-{action}", args=[req.public_id]))
-        req.signed_url = card_url(request, scope, "card-signed", req.public_id) if req.signed_file else ""
-        req.audit_url = card_url(request, scope, "card-audit", req.public_id) if req.audit_file else ""
+        files = seen.can_download(req)  # admins, the item's responsible user, the request's creator
+        req.signed_url = card_url(request, scope, "card-signed", req.public_id) if req.signed_file and files else ""
+        req.audit_url = card_url(request, scope, "card-audit", req.public_id) if req.audit_file and files else ""
     context = {**base_context(request, "card"), "scope": scope, "c": scope.token(request.ui), "rows": rows,
                "message": message, "error": error, "new_url": card_url(request, scope, "card-send-form")}
     return render(request, "pages/card_tab.html", context, status=status)
@@ -170,7 +179,7 @@ def queue_card_call(request, scope: CardScope, properties: dict, code: str = "b2
 
 def _file(request, public_id, field: str, suffix: str):
     scope = scope_from_token(request)
-    req = _one(request, scope, public_id)
+    req = _one(request, scope, public_id, download=True)
     stored = getattr(req, field)
     if not stored:
         raise Http404("not available")

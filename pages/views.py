@@ -26,7 +26,7 @@ from signing.base import ProviderError
 from signing.models import ProviderAccount, SignatureRequest
 from signing.registry import all_providers, provider_class
 
-from . import queries
+from . import queries, visibility
 from .forms import FilterForm, status_choices
 
 log = logging.getLogger("b24sign.ui")
@@ -95,6 +95,7 @@ def dashboard(request):
         filters = queries.Filters(**form.cleaned_data)
     pg = queries.page(portal, filters, older_than=request.GET.get("older", ""),
                       newer_than=request.GET.get("newer", ""))
+    pg.rows = visibility.visible(request.ui, pg.rows)  # admins: all; others: what their CRM rights allow
     params = filters.as_params()
     base = base_context(request, "dashboard")
     for row in pg.rows:
@@ -123,6 +124,7 @@ def _capabilities(req: SignatureRequest) -> frozenset:
 
 def _detail(request, req: SignatureRequest, message: str = "", error: str = "", status: int = 200):
     portal = request.ui.portal
+    seen = visibility.require_visible(request.ui, req)
     caps = _capabilities(req)
     calls = list(RobotCall.objects.filter(portal=portal, signature_request=req).order_by("created_at", "id"))
     for call in calls:
@@ -140,7 +142,8 @@ def _detail(request, req: SignatureRequest, message: str = "", error: str = "", 
                "back_url": app_url(request, "app-dashboard"),
                "remind_url": reverse("app-request-remind", args=[req.public_id]),
                "cancel_url": reverse("app-request-cancel", args=[req.public_id]),
-               "download_url": app_url(request, "app-request-signed", req.public_id) if req.signed_file else "",
+               "download_url": app_url(request, "app-request-signed", req.public_id)
+               if req.signed_file and seen.can_download(req) else "",
                **_links_context(request, req, caps)}
     return render(request, "b24app/app/detail.html", context, status=status)
 
@@ -214,6 +217,7 @@ def request_cancel(request, public_id):
 @ui_view
 def request_signed(request, public_id):
     req = _request_or_404(request, public_id)
+    visibility.require_visible(request.ui, req, download=True)
     if not req.signed_file:
         raise Http404("no signed copy yet")
     name = f"{(req.document_name or req.title or 'document').rsplit('.', 1)[0]} - signed.pdf"

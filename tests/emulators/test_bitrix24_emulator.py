@@ -90,6 +90,44 @@ def test_install_request_shape(portal, cloud):
     assert b2["PLACEMENT"] == "X" and b2["PLACEMENT_OPTIONS"] == '{"code": "r"}'
 
 
+def test_frame_post_in_the_app_layout_shape_omits_the_application_token(portal, cloud):
+    _, cloud_body = portal.app_page_request(1)
+    assert cloud_body["APPLICATION_TOKEN"] == portal.application_token and cloud_body["SERVER_ENDPOINT"]
+    _, layout = portal.app_page_request(1, layout=True)
+    assert not {"APPLICATION_TOKEN", "SERVER_ENDPOINT", "PLACEMENT_OPTIONS"} & set(layout)
+    assert layout["AUTH_ID"] and layout["member_id"] == portal.member_id
+    _, with_options = portal.app_page_request(1, placement="X", options={"code": "r"}, layout=True)
+    assert with_options["PLACEMENT_OPTIONS"] == '{"code": "r"}'
+    portal.frame_layout = True
+    assert "APPLICATION_TOKEN" not in portal.install_request()[1]
+
+
+def test_a_real_uninstall_revokes_every_token_of_the_portal(portal, cloud):
+    access, refresh = admin_token(portal)
+    portal.finish_install()
+    assert requests.post(f"{cloud.server_endpoint}app.info", data={"auth": access}, timeout=5).status_code == 200
+    portal.fire_event("ONAPPUNINSTALL")
+    info = requests.post(f"{cloud.server_endpoint}app.info", data={"auth": access}, timeout=5)
+    assert info.status_code == 401 and info.json()["error"] == "invalid_token"
+    grant = requests.get(cloud.oauth_url, params={"grant_type": "refresh_token", "client_id": "local.b24sign",
+                                                  "client_secret": "s3cret", "refresh_token": refresh}, timeout=5)
+    assert grant.json()["error"] == "invalid_client"
+    assert call(portal, "user.current", access).status_code == 401
+
+
+def test_crm_item_get_honours_the_users_read_rights(portal):
+    portal.add_user(2, "m@x.io")
+    deal = portal.crm.add_deal("D", assigned_by_id=1)
+    mine = portal.crm.add_deal("Mine", assigned_by_id=2)
+    _, body = portal.app_page_request(2)
+    token = body["AUTH_ID"]
+    assert call(portal, "crm.item.get", token, entityTypeId=2, id=deal).status_code == 200
+    portal.crm.read_scope[2] = "own"
+    denied = call(portal, "crm.item.get", token, entityTypeId=2, id=deal)
+    assert denied.status_code == 400 and denied.json()["error"] == "ACCESS_DENIED"
+    assert call(portal, "crm.item.get", token, entityTypeId=2, id=mine).status_code == 200
+
+
 def test_refresh_rotates_and_old_token_is_invalid_grant(portal, cloud):
     _, rt = admin_token(portal)
     base = {"grant_type": "refresh_token", "client_id": "local.b24sign", "client_secret": "s3cret"}

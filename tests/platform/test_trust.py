@@ -189,3 +189,13 @@ def test_a_real_uninstall_with_clean_purges_requests_files_and_accounts(client, 
     assert not Portal.objects.filter(member_id=portal_a.emu.member_id).exists()
     assert not SignatureRequest.objects.exists() and not ProviderAccount.objects.exists()
     assert not storage.exists(name)
+
+
+def test_the_dev_servers_request_line_never_shows_a_webhook_secret_or_page_token(caplog):
+    with caplog.at_level(logging.INFO, logger="django.server"):
+        logging.getLogger("django.server").info('"%s" %s %s', "POST /signing/webhooks/evia/s3cr3t-Path-Part/ HTTP/1.1",
+                                                 403, 20)
+        logging.getLogger("django.server").info('"%s" %s %s', "GET /app/requests/?t=signed.page.token&x=1 HTTP/1.1",
+                                                 200, 20)
+    assert "s3cr3t-Path-Part" not in caplog.text and "signed.page.token" not in caplog.text
+    assert "/signing/webhooks/evia/***/" in caplog.text and "?t=***&x=1" in caplog.text

@@ -221,7 +221,9 @@ def test_the_app_fits_a_narrow_slider_and_speaks_russian(open_portal, live_porta
 
     portal = live_portal_a.db
     account = ProviderAccount.objects.create(portal=portal, provider="memory", is_default=True)
-    for i, (status, entity) in enumerate([("sent", (2, 11)), ("partially_signed", (2, 12)), ("completed", (1, 5))]):
+    crm = live_portal_a.emu.crm  # CRM items the manager can read: they see the requests of those alone
+    items = [(2, crm.add_deal("Поставка 1")), (2, crm.add_deal("Поставка 2")), (1, crm.add_item(1, "Лид"))]
+    for i, (status, entity) in enumerate(zip(["sent", "partially_signed", "completed"], items)):
         r = make_request(portal, account, title=f"Договор поставки №{i + 1}", status=status, entity=entity,
                          signers=("anna@customer.test", "boris@customer.test"))
         if status != "sent":

@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from bizproc_ext.models import RobotCall
 from signing.models import SignatureRequest
+from tests.conftest import MANAGER_ID
 from tests.robots.helpers import SEND_PROPS, deal_doc, run_worker
 
 from .conftest import make_request
@@ -109,8 +110,11 @@ def test_admin_reminds_the_signers(client, portal_a, memory_account, memory_prov
 
 def test_a_manager_sees_requests_but_cannot_act_on_them(client, portal_a, memory_account, memory_provider,
                                                         manager_token):
-    req = make_request(portal_a.db, memory_account)
-    html = client.get(f"/app/requests/{req.public_id}/?t={manager_token}").content.decode()
+    deal_id = portal_a.emu.crm.add_deal("Supply deal")  # a deal the manager can read
+    req = make_request(portal_a.db, memory_account, entity=(2, deal_id))
+    page = client.get(f"/app/requests/{req.public_id}/?t={manager_token}")
+    html = page.content.decode()
+    assert page.status_code == 200 and "Supply contract" in html
     assert 'id="cancel"' not in html and 'id="remind"' not in html
     assert client.post(f"/app/requests/{req.public_id}/cancel/", {"t": manager_token}).status_code == 403
     assert client.post(f"/app/requests/{req.public_id}/remind/", {"t": manager_token}).status_code == 403
@@ -119,7 +123,9 @@ def test_a_manager_sees_requests_but_cannot_act_on_them(client, portal_a, memory
 
 
 def test_the_signed_pdf_downloads_from_the_detail(client, portal_a, memory_account, manager_token, pdf_bytes):
-    req = make_request(portal_a.db, memory_account, status="completed", title="Lease")
+    # The manager is the deal's responsible user, so the signed copy is theirs to download.
+    deal_id = portal_a.emu.crm.add_deal("Lease deal", assigned_by_id=MANAGER_ID)
+    req = make_request(portal_a.db, memory_account, status="completed", title="Lease", entity=(2, deal_id))
     assert client.get(f"/app/requests/{req.public_id}/signed.pdf?t={manager_token}").status_code == 404
     req.signed_file.save("x.pdf", ContentFile(pdf_bytes))
     html = client.get(f"/app/requests/{req.public_id}/?t={manager_token}").content.decode()

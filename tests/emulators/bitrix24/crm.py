@@ -49,11 +49,20 @@ class Crm:
         self.disk: dict[int, dict] = {}
         self.documents: dict[int, dict] = {}
         self._ids = {"comment": 0, "disk": 0, "doc": 0, "fm": 0}
+        self.read_scope: dict[int, str] = {}  # user id -> "all" | "own" | "none" (see can_read)
         self.add_company("My Company Ltd", my=True)
 
     @property
     def lock(self):
         return self.portal.lock
+
+    def can_read(self, user: dict, item: dict) -> bool:
+        """CRM read rights, simplified from Bitrix24's role permissions: administrators read everything;
+        ``read_scope[user_id]`` is "all" (the default), "own" (items assigned to them) or "none"."""
+        if user.get("ADMIN"):
+            return True
+        scope = self.read_scope.get(int(user["ID"]), "all")
+        return scope == "all" or (scope == "own" and int(item.get("assignedById") or 0) == int(user["ID"]))
 
     def _next(self, etid: int) -> int:
         self._seq[etid] = self._seq.get(etid, 0) + 1

@@ -51,7 +51,10 @@ def render_item(ctx: Ctx, etid: int, item: dict) -> dict:
 @method("crm.item.get", "crm")
 def crm_item_get(ctx: Ctx, p):
     etid = _etid(p)
-    return {"item": render_item(ctx, etid, _item_or_404(ctx.portal, etid, p.get("id")))}
+    item = _item_or_404(ctx.portal, etid, p.get("id"))
+    if not ctx.portal.crm.can_read(ctx.user, item):  # crm ErrorCode::getAccessDeniedError
+        raise B24Error("ACCESS_DENIED", "Access denied", 400)
+    return {"item": render_item(ctx, etid, item)}
 
 
 @method("crm.item.list", "crm")
