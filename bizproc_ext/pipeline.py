@@ -79,6 +79,8 @@ def run(call_id: int) -> Outcome:
     except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
         return _retry_later(call, exc)
     except (InputError, ProviderError, B24Error) as exc:
+        if call.signature_request is not None:
+            services.report_provider_error(call.signature_request.account, exc)
         permanent = getattr(exc, "permanent", False)
         if permanent or call.attempts >= MAX_ATTEMPTS:
             return _fail(call, _message(exc))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import re
 
-from b24app.rest import B24Client
+from b24app.rest import B24Client, B24Error
 
 from .models import CardSetup
 
@@ -88,7 +88,7 @@ def ensure_fields(portal, client: B24Client | None = None, only: list[int] | Non
             result = client.batch(calls) if calls else None
             errors = {role: err for role, err in (result.errors.items() if result else [])
                       if "already exists" not in str(err.get("error_description", ""))}
-        except Exception as exc:  # noqa: BLE001  (reported in Settings, never raised into install)
+        except B24Error as exc:  # reported in Settings, never raised into the install page
             errors = {"all": {"error_description": str(exc)}}
         if errors:
             message = "; ".join(f"{r}: {e.get('error_description') or e.get('error')}" for r, e in errors.items())

@@ -37,7 +37,13 @@ def outcome_message(req, lang: str) -> str:
     what = words.get(req.status, req.status)
     link = f"https://{req.portal.domain}{item_path(req.entity_type_id, req.entity_id)}"
     reason = f" ({req.error[:200]})" if req.error and req.status in ("declined", "error") else ""
-    return f"b24sign: «{req.title}» {what}{reason}. [URL={link}]{OPEN.get(lang, OPEN['en'])}[/URL]"
+    # The title and reason come from the CRM and the provider: no BB-code of theirs in our message.
+    title, reason = _plain(req.title), _plain(reason)
+    return f"b24sign: «{title}» {what}{reason}. [URL={link}]{OPEN.get(lang, OPEN['en'])}[/URL]"
+
+
+def _plain(text: str) -> str:
+    return str(text).replace("[", "(").replace("]", ")")
 
 
 def notify_admins(portal, key: str, message: str) -> bool:

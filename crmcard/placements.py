@@ -96,10 +96,11 @@ def unbind_all(portal, client: B24Client | None = None) -> int:
     """Remove every placement we bound (the admin's "remove from the CRM card"); returns how many went."""
     client = client or B24Client(portal)
     setup = CardSetup.for_portal(portal)
-    ours = {b["placement"] for b in (client.call("placement.get") or [])
-            if str(b.get("handler", "")).startswith(settings.APP_BASE_URL + "/card/")}
+    ours = sorted({(b["placement"], b["handler"]) for b in (client.call("placement.get") or [])
+                   if str(b.get("handler", "")).startswith(settings.APP_BASE_URL + "/card/")})
     if ours:
-        result = client.batch({code: ("placement.unbind", {"PLACEMENT": code}) for code in sorted(ours)})
+        result = client.batch({f"u{i}": ("placement.unbind", {"PLACEMENT": code, "HANDLER": handler})
+                               for i, (code, handler) in enumerate(ours)})
         result.raise_first()
     setup.placements = {}
     setup.save(update_fields=["placements"])

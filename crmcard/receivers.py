@@ -5,9 +5,12 @@ from django.db import transaction
 from django.dispatch import receiver
 
 from b24app import signals as platform
+from b24app.models import Portal
 from signing import signals as signing
+from signing.registry import all_providers
 
 from .models import CardSetup
+from .notify import connection_recovered, notify_admins
 from .tasks import setup_portal, setup_portal_card, sync_card
 
 
@@ -47,3 +50,29 @@ def card_on_signers(sender, request, **kwargs) -> None:
 @receiver(signing.request_finished, dispatch_uid="crmcard.card_on_finish")
 def card_on_finish(sender, request, **kwargs) -> None:
     _soon(request)
+
+
+BREAKS = {"auth": "the %s connection stopped working (the provider refused our credentials); reconnect it in "
+                  "b24sign's settings.",
+          "callbacks": "%s does not send b24sign its status updates (the webhook subscription failed); b24sign "
+                       "polls instead — reconnect the account to fix it."}
+
+
+@receiver(signing.account_broken, dispatch_uid="crmcard.tell_admins")
+def tell_admins(sender, account, reason, message="", **kwargs) -> None:
+    label = all_providers()[account.provider].label if account.provider in all_providers() else account.provider
+    text = BREAKS.get(reason, "%s: " + message) % label
+    pk, key = account.portal_id, f"account:{account.pk}:{reason}"
+    # After commit, and at most once per account and kind of break until it is reconnected (PortalNotice).
+    transaction.on_commit(lambda: _notify(pk, key, text), robust=True)
+
+
+def _notify(portal_id: int, key: str, text: str) -> None:
+    portal = Portal.objects.installed().filter(pk=portal_id).first()
+    if portal:
+        notify_admins(portal, key, text)
+
+
+@receiver(signing.account_connected, dispatch_uid="crmcard.connection_ok")
+def connection_ok(sender, account, **kwargs) -> None:
+    connection_recovered(account.portal, f"account:{account.pk}:")

@@ -54,20 +54,22 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
     signers = list(req.signers.all())
     now_signers = {s.email.lower(): s.status for s in signers}
     terminal_ready = not req.is_terminal or req.finalized_at is not None
+    if not terminal_ready:
+        return {}  # the outcome goes out whole once it is in the CRM (request_finished)
     calls: dict[str, tuple[str, dict]] = {}
     values = uf.values_for(req, lang, signed_file_link(req) if req.signed_file else "")
-    item_fields = uf.item_fields(setup, etid, values) if terminal_ready else {}
+    item_fields = uf.item_fields(setup, etid, values)
     changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != v}
     if changed_fields:
         calls["fields"] = ("crm.item.update", {"entityTypeId": etid, "id": eid, "fields": changed_fields})
-    needs_owner = state.activity_id is None or (req.is_terminal and terminal_ready and req.status not in state.notified)
+    needs_owner = state.activity_id is None or (req.is_terminal and req.status not in state.notified)
     owner_ref = None
     if needs_owner:
         if "fields" not in calls:
             calls["item"] = ("crm.item.get", {"entityTypeId": etid, "id": eid})
         owner_ref = f"$result[{'fields' if 'fields' in calls else 'item'}][item][assignedById]"
     card_changed = state.pushed_status != req.status or state.pushed_signers != now_signers
-    if state.activity_id is None or (card_changed and terminal_ready):
+    if state.activity_id is None or card_changed:
         layout = card_layout(req, signers, provider_label(req.provider), lang)
         fields = card_fields(req, None)
         if state.activity_id is None:
@@ -85,7 +87,7 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
                 "entityTypeId": etid, "entityId": eid, "iconCode": "info",
                 "title": f"{titles[s.status]}: {s.name or s.email}",
                 "text": f"{req.title} ({provider_label(req.provider)})"}})
-    if req.is_terminal and terminal_ready:
+    if req.is_terminal:
         code = TRIGGERS.get(req.status)
         if code and not state.trigger_fired and setup.triggers.get(code) == "registered":
             calls["trigger"] = ("crm.automation.trigger.execute",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import base64
 import os
+import re
 import shutil
 import signal
 import socket
@@ -169,7 +170,10 @@ def play(trace: Trace, procs: Processes, cloud: Bitrix24Cloud, signnow: SignNowE
     emu.finish_install()
     trace("install", f"portal {emu.domain} (member_id {emu.member_id[:8]}…) installed by its admin",
           f"robots registered: {', '.join(sorted(emu.robots))}",
-          f"events bound: {', '.join(sorted({h['event'] for h in emu.event_handlers}))}")
+          f"events bound: {', '.join(sorted({h['event'] for h in emu.event_handlers}))}",
+          f"CRM card: {len(emu.placements)} placements bound (tab, timeline menu, document generator button for "
+          f"deals, leads, invoices), triggers {', '.join(sorted(emu.triggers))}",
+          f"status fields: {', '.join(sorted(emu.userfields.get('CRM_DEAL', {})))} (deals; leads and invoices too)")
 
     # -- 2. connect signNow --------------------------------------------------------------------------
     account = connect_signnow(Portal.objects.get(member_id=emu.member_id))
@@ -201,6 +205,9 @@ def play(trace: Trace, procs: Processes, cloud: Bitrix24Cloud, signnow: SignNowE
     trace("provider send", f"signNow document {req.external_id} ({req.document_size} bytes), "
           f"robot call {call.pk} is {call.state}", *calls, f"invite e-mailed to: {', '.join(invites)}",
           *[f"workflow log: {line}" for line in wf.log])
+
+    card = wait_for("the timeline card", lambda: procs.check_alive() or next(iter(emu.activities.values()), None), 30)
+    trace("timeline card", _card_line(card), *_card_rows(card))
 
     # -- 5. the signers sign; signNow posts webhooks -----------------------------------------------------
     before = len(signnow.webhook_deliveries)
@@ -237,8 +244,45 @@ def play(trace: Trace, procs: Processes, cloud: Bitrix24Cloud, signnow: SignNowE
     link = requests.get(values["signed_file_url"], timeout=10)
     trace("signed copy link", f"GET signed_file_url -> {link.status_code}, {len(link.content)} bytes "
           f"({link.headers.get('Content-Type', '')})")
+    _show_card(trace, procs, emu, deal, app_url)
     scene2.play(trace, procs, emu, signnow, wait_for, DemoFailed)
     trace("dashboard", f"{app_url}/app/  (the app's page inside the portal; opened from Bitrix24, not directly)")
+
+
+def _card_line(card: dict) -> str:
+    tag = next(iter((card["layout"]["header"].get("tags") or {}).values()), {})
+    buttons = [b["title"] for b in (card["layout"].get("footer") or {}).get("buttons", {}).values()]
+    return f"activity {card['id']} \"{card['layout']['header']['title']}\" [{tag.get('title')}] " \
+           f"buttons: {', '.join(buttons)} (updates: {card['updates']})"
+
+
+def _card_rows(card: dict) -> list[str]:
+    rows = []
+    for block in card["layout"]["body"]["blocks"].values():
+        p = block.get("properties") or {}
+        if block.get("type") == "withTitle":
+            rows.append(f"{p['title']}: {p['block']['properties'].get('value')}")
+    return rows
+
+
+def _show_card(trace, procs, emu, deal: int, app_url: str) -> None:
+    """The outcome in the deal card: the timeline card signed, log messages, fields, trigger, notification, the tab."""
+    wait_for("the CRM card's outcome", lambda: procs.check_alive() or emu.trigger_runs, 45)
+    card = next(iter(emu.activities.values()))
+    item = emu.crm.get(2, deal)
+    trace("timeline card", _card_line(card), *_card_rows(card),
+          *[f"log message: {m['title']} — {m['text']}" for m in emu.log_messages],
+          *[f"field {k} = {v}" for k, v in sorted(item.items()) if k.startswith("ufCrm_B24SIGN")],
+          *[f"trigger fired: {r['code']} on DEAL_{r['entityId']}" for r in emu.trigger_runs],
+          *[f"notification to user {n['user_id']}: {n['message'][:90]}" for n in emu.notifications])
+    query, body = emu.app_page_request(2, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)})
+    page = requests.post(f"{app_url}/card/tab/", params=query, data=body, timeout=30)
+    main = page.text.split('id="card-tab"', 1)[-1].split(">", 1)[-1].split("</main>")[0]
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", main))
+    trace("E-signatures tab", f"POST /card/tab/ as the deal's manager (CRM_DEAL_DETAIL_TAB) -> {page.status_code}",
+          text.strip()[:300])
+    if page.status_code != 200 or "Signed" not in text and "Completed" not in text:
+        raise DemoFailed("the E-signatures tab does not show the signed request")
 
 
 def _healthy(app_url: str) -> bool:

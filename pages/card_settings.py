@@ -13,8 +13,9 @@ from b24app.frames import admin_view, ui_view
 from b24app.rest import B24Error
 from crmcard import fields as uf
 from crmcard.models import CardSetup
-from crmcard.placements import current_state
+from crmcard.placements import current_state, unbind_all
 from crmcard.tasks import setup_portal
+from crmcard.triggers import delete_all
 
 from .views import app_url, base_context
 
@@ -88,3 +89,15 @@ def card_fields_save(request):
     except B24Error as exc:
         return _page(request, error=_("Bitrix24 refused: %(e)s") % {"e": exc}, status=502)
     return _page(request, message=_("Field settings saved."))
+
+
+@require_POST
+@admin_view
+def card_remove(request):
+    """Take b24sign out of the CRM card (placements and triggers) while staying installed; "Bind again" undoes it."""
+    try:
+        removed = unbind_all(request.ui.portal)
+        delete_all(request.ui.portal)
+    except B24Error as exc:
+        return _page(request, error=_("Bitrix24 refused: %(e)s") % {"e": exc}, status=502)
+    return _page(request, message=_("Removed from the CRM card (%(n)s placements).") % {"n": removed})

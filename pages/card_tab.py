@@ -30,7 +30,7 @@ from signing.models import SignatureRequest
 from signing.registry import all_providers, provider_class
 
 from . import visibility
-from .card_scope import CardScope, scope_from_frame, scope_from_token
+from .card_scope import CardScope, options, scope_from_frame, scope_from_token
 from .forms import status_choices
 from .views import SIGNER_LABELS, base_context
 
@@ -58,6 +58,23 @@ def card_url(request, scope: CardScope, name: str, *args, **params) -> str:
 def card_tab(request):
     scope, _item = scope_from_frame(request)
     return HttpResponseRedirect(card_url(request, scope, "card-item"), status=303)
+
+
+def opened_from_timeline(request) -> bool:
+    try:
+        opts = options(request.POST)
+    except Rejected:
+        return False
+    return bool(opts.get("request") and opts.get("entityTypeId") and opts.get("entityId"))
+
+
+@card_view
+def card_from_timeline(request):
+    """The timeline card's buttons open the app with the item in the context: show that item's tab at the request."""
+    scope, _item = scope_from_frame(request)
+    opts = options(request.POST)
+    url = card_url(request, scope, "card-item", focus=str(opts.get("request"))[:40], ask=str(opts.get("view"))[:10])
+    return HttpResponseRedirect(url, status=303)
 
 
 def _requests(request, scope: CardScope):
@@ -97,9 +114,11 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
         req.history = list(req.events.all())
         req.can_remind = "remind" in caps and not req.is_terminal
         req.can_cancel = scope.may_manage and "cancel" in caps and not req.is_terminal
+        req.can_replace = scope.may_manage and "replace_signer" in caps and not req.is_terminal
         req.can_resend = scope.may_manage and req.is_terminal and req.robot_calls.exists()
-        for action in ("remind", "cancel", "resend"):
+        for action in ("remind", "cancel", "resend", "replace"):
             setattr(req, f"{action}_url", reverse(f"card-{action}", args=[req.public_id]))
+        req.focus = str(req.public_id) == request.GET.get("focus")
         files = seen.can_download(req)  # admins, the item's responsible user, the request's creator
         req.signed_url = card_url(request, scope, "card-signed", req.public_id) if req.signed_file and files else ""
         req.audit_url = card_url(request, scope, "card-audit", req.public_id) if req.audit_file and files else ""
@@ -151,6 +170,27 @@ def card_cancel(request, public_id):
 @require_POST
 @ui_view
 @card_view
+def card_replace(request, public_id):
+    """Hand a pending signer's place to someone else, where the provider can (signNow)."""
+    scope = scope_from_token(request)
+    if not scope.may_manage:
+        raise Rejected(403, "only an administrator or the item's responsible person can replace a signer")
+    req = _one(request, scope, public_id)
+    old, new = (request.POST.get("old_email") or "").strip(), (request.POST.get("new_email") or "").strip()
+    if req.is_terminal or "replace_signer" not in _caps(req) or \
+            not req.signers.filter(email__iexact=old, status="pending").exists() or "@" not in new:
+        return render_tab(request, scope, error=_("Choose a signer who has not signed yet and a new email."),
+                          status=400)
+    try:
+        services.replace_signer(req, old, new, source="crm card")
+    except (ProviderError, B24Error) as exc:
+        return render_tab(request, scope, error=_("The provider refused: %(e)s") % {"e": exc}, status=502)
+    return render_tab(request, scope, message=_("%(old)s was replaced by %(new)s.") % {"old": old, "new": new})
+
+
+@require_POST
+@ui_view
+@card_view
 def card_resend(request, public_id):
     """Send again: a new call of the same robot with the same settings, through the same pipeline."""
     scope = scope_from_token(request)
@@ -172,7 +212,9 @@ def queue_card_call(request, scope: CardScope, properties: dict, code: str = "b2
     call = RobotCall.objects.create(
         portal=request.ui.portal, code=code, event_token=f"card:{uuid.uuid4()}", workflow_id="",
         document_id=scope.document_id(), properties={**properties, "wait": False}, input_errors=[],
-        use_subscription=False, auth_user_id=request.ui.user_id, proven_at=timezone.now())
+        use_subscription=False, auth_user_id=request.ui.user_id,
+        # Proven already: the user's own token opened the frame and read the item (no queue-server token to prove).
+        proven_at=timezone.now())
     transaction.on_commit(lambda: process_robot_call.delay(call.pk), robust=True)
     return call
 

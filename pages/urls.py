@@ -17,6 +17,7 @@ urlpatterns = [
     path("card/item/<uuid:public_id>/remind/", card_tab.card_remind, name="card-remind"),
     path("card/item/<uuid:public_id>/cancel/", card_tab.card_cancel, name="card-cancel"),
     path("card/item/<uuid:public_id>/resend/", card_tab.card_resend, name="card-resend"),
+    path("card/item/<uuid:public_id>/replace/", card_tab.card_replace, name="card-replace"),
     path("card/item/<uuid:public_id>/signed.pdf", card_tab.card_signed, name="card-signed"),
     path("card/item/<uuid:public_id>/audit", card_tab.card_audit, name="card-audit"),
     path("card/send/", card_send.card_send, name="card-send"),
@@ -39,4 +40,5 @@ urlpatterns = [
     path("app/settings/crm/", card_settings.card_settings, name="app-card-settings"),
     path("app/settings/crm/bind/", card_settings.card_bind_again, name="app-card-bind"),
     path("app/settings/crm/fields/", card_settings.card_fields_save, name="app-card-fields"),
+    path("app/settings/crm/remove/", card_settings.card_remove, name="app-card-remove"),
 ]

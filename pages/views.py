@@ -79,7 +79,11 @@ def base_context(request, tab: str) -> dict:
 @frame_entry
 def app_page(request):
     """Bitrix24 opens the app with a POST (spec §1.2): verified in auth.py, then on to a page with a token."""
+    from . import card_tab  # noqa: PLC0415  (card_tab builds on this module's helpers)
+
     ui = request.ui
+    if card_tab.opened_from_timeline(request):  # Open / Remind / Cancel on our timeline card (openRestApp)
+        return card_tab.card_from_timeline(request)
     needs_setup = ui.is_admin and not ProviderAccount.objects.filter(portal=ui.portal, enabled=True).exists()
     return HttpResponseRedirect(app_url(request, "app-settings" if needs_setup else "app-dashboard"), status=303)
 

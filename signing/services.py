@@ -70,12 +70,20 @@ def connect_account(portal, provider: str, credentials: dict, *, make_default: b
         account.save()
         if make_default:
             others.update(is_default=False)
+    signals.account_connected.send(sender=ProviderAccount, account=account)
     try:
         account.provider_impl().on_connected(account.webhook_url())
     except (ProviderError, B24Error) as exc:
         log.warning("portal %s: %s callbacks not subscribed: %s", portal.member_id[:8], provider, exc)
+        signals.account_broken.send(sender=ProviderAccount, account=account, reason="callbacks", message=str(exc))
         return account, f"callbacks could not be set up ({exc}); b24sign polls instead"
     return account, ""
+
+
+def report_provider_error(account: ProviderAccount, exc) -> None:
+    """An authentication failure at the provider (refresh refused, 401 after a refresh) is a broken connection."""
+    if isinstance(exc, ProviderError) and exc.code == "auth":
+        signals.account_broken.send(sender=ProviderAccount, account=account, reason="auth", message=str(exc))
 
 
 # --- sending ----------------------------------------------------------------------------------------
@@ -155,7 +163,15 @@ def replace_signer(req: SignatureRequest, old_email: str, new_email: str, *, sou
 
 # --- moving on ---------------------------------------------------------------------------------------
 def apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> bool:
-    """Bring our request in line with the provider's view.  Returns True if the status moved."""
+    """Bring our request in line with the provider's view.  Returns True if the status moved.
+
+    One transaction: the signers' states and the status move are one change for whoever reacts after
+    commit (the CRM card sends one update for both)."""
+    with transaction.atomic():
+        return _apply_snapshot(req, snap, source)
+
+
+def _apply_snapshot(req: SignatureRequest, snap: StatusSnapshot, source: str) -> bool:
     _update_signers(req, snap.signers)
     moved = False
     target = snap.status

@@ -37,6 +37,7 @@ def refresh_request_status(self, request_pk: int, source: str = "poll") -> None:
     except TRANSIENT as exc:
         if getattr(exc, "code", "") in ("no_status", "unsupported"):  # reports by callback only (Evia)
             return
+        services.report_provider_error(req.account, exc)
         _retry(self, exc)
     services.apply_snapshot(req, snapshot, source)
 
@@ -49,6 +50,7 @@ def finalize_request(self, request_pk: int) -> None:
     try:
         services.finalize(req)
     except TRANSIENT as exc:
+        services.report_provider_error(req.account, exc)
         if getattr(exc, "permanent", False):
             services.give_up_finalizing(req, str(exc))
             return

@@ -39,13 +39,20 @@ def test_robot_sent_request_goes_sent_to_signed_on_the_deal_card(eager_tasks, po
     item = emu.crm.get(2, deal)
     assert item["ufCrm_B24SIGN_STATE"] == "Sent" and item.get("ufCrm_B24SIGN_DATE") in ("", None)
 
+    before = emu.stats.requests
     _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "anna@customer.test")
+    # The REST budget: a signer event plus a status move cost one batch (card + log message + fields) in all.
+    assert emu.stats.requests - before == 1
     card = emu.activities[card["id"]]
     assert card["layout"]["header"]["tags"]["status"]["title"] == "Partially signed"
     assert [m["title"] for m in emu.log_messages] == ["Signed: Anna Buyer"]
 
+    before = emu.stats.requests
     _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "boris@customer.test")
     req.refresh_from_db()
+    # The outcome: the signed copy on the timeline (as before), the waiting robot's answer (as before), and
+    # one batch for card + log message + fields + trigger + notification.
+    assert emu.stats.requests - before == 3
     assert req.status == states.COMPLETED
     card = emu.activities[card["id"]]
     assert card["layout"]["header"]["tags"]["status"] == {"type": "success", "title": "Signed"}
@@ -134,3 +141,23 @@ def test_a_field_that_cannot_be_recreated_is_reported_and_left_alone(eager_tasks
 
     sync_request(SignatureRequest.objects.get().pk)
     assert emu.stats.by_method["crm.item.update"] == calls  # no writes to a broken field set, no retries
+
+
+@pytest.mark.django_db
+def test_a_declined_request_fires_document_declined_and_tells_the_responsible(eager_tasks, portal_a, memory_account,
+                                                                               memory_provider, deal,
+                                                                               django_capture_on_commit_callbacks):
+    emu = portal_a.emu
+    emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_PROPS, "wait": "Y"})
+    run_worker()
+    req = SignatureRequest.objects.get()
+    memory_provider.decline(req.external_id, "anna@customer.test")
+    with django_capture_on_commit_callbacks(execute=True):
+        refresh_request_status.apply(args=[req.pk, "webhook"])
+    [card] = emu.activities.values()
+    assert card["layout"]["header"]["tags"]["status"] == {"type": "failure", "title": "Declined"}
+    assert [m["title"] for m in emu.log_messages] == ["Declined: Anna Buyer"]
+    assert emu.crm.get(2, deal)["ufCrm_B24SIGN_STATE"] == "Declined"
+    assert emu.crm.get(2, deal)["ufCrm_B24SIGN_FILE"] == ""
+    assert [r["code"] for r in emu.trigger_runs] == ["b24sign_declined"]
+    assert emu.notify_sends == 1 and "was declined" in emu.notifications[0]["message"]

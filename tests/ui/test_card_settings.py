@@ -42,3 +42,14 @@ def test_admin_maps_deals_to_existing_fields_and_turns_leads_off(client, portal_
     assert setup.fields["1"]["enabled"] is False
     bad = client.post("/app/settings/crm/fields/", {**form, "e2_date": "not a field"})
     assert bad.status_code == 400
+
+
+@pytest.mark.django_db
+def test_admin_removes_b24sign_from_the_card_with_placement_unbind_and_trigger_delete(client, portal_a, admin_token):
+    emu = portal_a.emu
+    emu.placements.append({"placement": "CRM_DEAL_DETAIL_TAB", "handler": "https://other.app/tab/", "userId": 0})
+    r = client.post("/app/settings/crm/remove/", {"t": admin_token})
+    assert r.status_code == 200
+    assert emu.placements == [{"placement": "CRM_DEAL_DETAIL_TAB", "handler": "https://other.app/tab/", "userId": 0}]
+    assert emu.triggers == {}
+    assert emu.stats.by_method["placement.unbind"] > 0 and emu.stats.by_method["crm.automation.trigger.delete"] == 4

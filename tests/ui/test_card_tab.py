@@ -163,3 +163,40 @@ def test_send_form_offers_templates_role_mapping_and_prefill_and_sends_with_them
     req = SignatureRequest.objects.get()
     assert req.status == "sent" and req.options["generated"]["template_id"] == tid
     assert portal_a.emu.crm.document_adds[0]["values"] == {"DocumentNumber": "7"}
+
+
+@pytest.mark.django_db
+def test_the_timeline_cards_open_button_lands_on_that_request_in_the_tab(client, portal_a, memory_account, deal):
+    req = make_request(portal_a.db, memory_account, entity=(2, deal))
+    opts = {"entityTypeId": 2, "entityId": deal, "activityId": 7, "view": "remind", "request": str(req.public_id)}
+    r = open_placement(client, portal_a.emu, "DEFAULT", opts, path="/app/")
+    page = follow(client, r).content.decode()
+    assert f'id="r-{req.public_id}"' in page and "card-focus" in page
+    forged = {**opts, "entityId": 99999}
+    assert open_placement(client, portal_a.emu, "DEFAULT", forged, path="/app/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_responsible_replaces_a_pending_signer_where_the_provider_can(client, portal_a, memory_account,
+                                                                          memory_provider, deal, monkeypatch):
+    from tests.support import memory_provider as mp
+
+    replaced = []
+    monkeypatch.setattr(mp.MemoryProvider, "capabilities", frozenset({"remind", "cancel", "replace_signer"}))
+    monkeypatch.setattr(mp.MemoryProvider, "replace_signer", lambda self, req, old, new: replaced.append((old, new)),
+                        raising=False)
+    req = make_request(portal_a.db, memory_account, entity=(2, deal))
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)})
+    tok = tokens(r)
+    assert "replace-form" in follow(client, r).content.decode()
+    page = client.post(f"/card/item/{req.public_id}/replace/", {**tok, "old_email": "anna@customer.test",
+                                                                "new_email": "anna.new@customer.test"})
+    assert page.status_code == 200 and replaced == [("anna@customer.test", "anna.new@customer.test")]
+    assert [s.email for s in req.signers.all()] == ["anna.new@customer.test"]
+    again = client.post(f"/card/item/{req.public_id}/replace/", {**tok, "old_email": "nobody@x.test",
+                                                                 "new_email": "y@x.test"})
+    assert again.status_code == 400
+    manager = tokens(open_placement(client, portal_a.emu, "CRM_DEAL_DETAIL_TAB", {"ID": str(deal)},
+                                    user_id=MANAGER_ID))
+    assert client.post(f"/card/item/{req.public_id}/replace/", {**manager, "old_email": "anna.new@customer.test",
+                                                                "new_email": "z@x.test"}).status_code == 403
