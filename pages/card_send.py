@@ -31,6 +31,10 @@ from .views import base_context
 
 log = logging.getLogger("b24sign.ui")
 
+# A robot fired again by a deal moving back returns the open request (its default); a manager pressing
+# "Send" in the card means a new one, so the form preselects "send another" (they may change it).
+MANUAL_SEND = "another"
+
 FORM_KEYS = ("provider", "document_source", "document_field", "document_id", "document_url", "template_id",
              "template_values", "signer_emails", "signer_contacts", "signing_order", "cc_emails", "subject",
              "message", "expiry_days", "reminder_days",
@@ -120,6 +124,7 @@ def card_send(request):
     endpoint, auth_id = request.ui.portal.client_endpoint, request.POST.get("AUTH_ID", "")
     fields = file_fields(item)
     values = {"signer_emails": _contact_emails(endpoint, auth_id, item), "signer_contacts": "none",
+              "if_open_exists": MANUAL_SEND,
               "subject": _("Please sign: %(title)s") % {"title": scope.title} if scope.title else ""}
     documents = _generated(endpoint, auth_id, scope)
     if request.GET.get("document") == "generated" and documents:
@@ -135,7 +140,8 @@ def card_send_form(request):
     """GET: the tab's "New request" (contacts resolved by the pipeline); POST: send."""
     scope = scope_from_token(request)
     if request.method != "POST":
-        return render_form(request, scope, {"signer_contacts": "all", "document_source": "field"})
+        return render_form(request, scope, {"signer_contacts": "all", "document_source": "field",
+                                            "if_open_exists": MANUAL_SEND})
     raw = {k: (request.POST.getlist(k) if k in ("signer_emails", "cc_emails") else request.POST.get(k))
            for k in FORM_KEYS}
     raw["signer_emails"] = [e for line in raw["signer_emails"] or [] for e in line.replace(",", "\n").split() if e]

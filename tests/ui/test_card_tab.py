@@ -200,3 +200,12 @@ def test_the_responsible_replaces_a_pending_signer_where_the_provider_can(client
                                     user_id=MANAGER_ID))
     assert client.post(f"/card/item/{req.public_id}/replace/", {**manager, "old_email": "anna.new@customer.test",
                                                                 "new_email": "z@x.test"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_send_form_preselects_send_another_since_a_manager_means_a_new_request(client, portal_a, memory_account,
+                                                                                   deal):
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       path="/card/send/")
+    option = r.content.decode().split('id="p-if_open_exists"')[1].split("</select>")[0]
+    assert 'value="another" selected' in option
