@@ -8,6 +8,7 @@ server must confirm the stored tokens are dead (``trust.uninstall_confirmed``) b
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from . import signals
+from .crypto import token_matches
 from .models import Portal
 from .rest import B24Client, B24Error
 from .rest.oauth import oauth_base
@@ -103,6 +105,7 @@ def upsert_portal(creds: Credentials) -> Portal:
             portal.uninstalled_at = None
             portal.installed_at = timezone.now()
         portal.save()
+    forget_verified(portal.member_id)
     return portal
 
 
@@ -189,6 +192,34 @@ def verified_portal(form: dict, only: tuple[str, ...] = ()) -> Portal:
     return portal
 
 
+_verified: dict[str, tuple[int, str, float]] = {}  # member_id -> (portal id, token digest, valid until)
+
+
+def verified_portal_id(form: dict) -> int:
+    """verified_portal(form).pk, with the answer kept ``ROBOT_PORTAL_CACHE_TTL`` seconds per process.
+
+    The robot handler's hot path (issue 14): a burst of calls from one portal costs one portal read per
+    process and TTL instead of one per call.  The token is still compared on every call; a token that does
+    not match the cached digest (rotated by ONAPPUPDATE) is checked against the database at once.  An
+    uninstall in another process is seen within the TTL; the worker checks ``is_installed`` anyway."""
+    auth = form.get("auth") if isinstance(form.get("auth"), dict) else {}
+    member_id = str(auth.get("member_id", ""))
+    hit = _verified.get(member_id)
+    if hit and hit[2] > time.monotonic() and token_matches(str(auth.get("application_token", "")), hit[1]):
+        return hit[0]
+    portal = verified_portal(form, only=("id",))
+    ttl = float(getattr(settings, "ROBOT_PORTAL_CACHE_TTL", 0) or 0)
+    if ttl > 0:
+        if len(_verified) > 10000:
+            _verified.clear()
+        _verified[member_id] = (portal.pk, portal.app_token_digest, time.monotonic() + ttl)
+    return portal.pk
+
+
+def forget_verified(member_id: str) -> None:
+    _verified.pop(member_id, None)
+
+
 def handle_app_event(event: str, form: dict) -> str:
     """Apply one verified lifecycle event; returns a short outcome for the response body."""
     if event == "ONAPPUNINSTALL":
@@ -219,6 +250,7 @@ def handle_app_event(event: str, form: dict) -> str:
 
 def uninstall(portal: Portal, clean: bool) -> None:
     """All tokens are void after uninstall; with CLEAN=1 every row of the portal goes too."""
+    forget_verified(portal.member_id)
     with transaction.atomic():
         if clean:
             signals.app_uninstalled.send(sender=Portal, portal=portal, clean=True)

@@ -1,6 +1,7 @@
 """Portals: one row per Bitrix24 account that installed b24sign, keyed by its stable member_id."""
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -57,6 +58,16 @@ class Portal(models.Model):
         return f"{self.domain} ({self.member_id[:8]})"
 
     @property
+    def granted_scopes(self) -> frozenset[str]:
+        """The scopes Bitrix24 granted the app on this portal (``APPLICATION_SCOPE`` / ``app.info``)."""
+        return frozenset(s for s in re.split(r"[,\s]+", self.scope or "") if s)
+
+    def missing_scopes(self, needed) -> list[str]:
+        """Of ``needed``, the scopes not granted (nothing when the grant is unknown: an old row)."""
+        granted = self.granted_scopes
+        return sorted(set(needed) - granted) if granted else []
+
+    @property
     def is_installed(self) -> bool:
         return self.uninstalled_at is None
 
@@ -81,6 +92,11 @@ class Portal(models.Model):
             self.token_user_id = int(user_id)
         self.token_version += 1
         self.needs_reinstall = False
+
+    @property
+    def plan(self) -> str:
+        """The rate-limit plan, as a metrics label: "enterprise" (250/5) or "standard" (50/2)."""
+        return "enterprise" if (self.license_family or "").lower().startswith("ent") else "standard"
 
     def rate_limits(self) -> tuple[float, float]:
         """(burst, drain/s) for this portal's leaky bucket, less a reserve for other apps on our IP."""

@@ -6,13 +6,16 @@ see lifecycle.py, trust.py and the Trust section of docs/architecture.md).
 """
 from __future__ import annotations
 
+import hmac
 import logging
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from . import metrics as metrics_lib
 from .forms import MalformedForm, php_form
 from .framing import allow_portal_frame
 from .lifecycle import (
@@ -84,3 +87,20 @@ def _int(value, default: int) -> int:
         return int(value)
     except (TypeError, ValueError):
         return default
+
+
+def metrics(request):
+    """Prometheus exposition (b24app/metrics.py), for a scraper holding ``METRICS_TOKEN`` as a Bearer token.
+
+    Without a configured token the endpoint does not exist (404).  It shows counts by robot, plan, provider
+    and status only: no portal, user or secret."""
+    expected = settings.METRICS_TOKEN
+    if not expected:
+        raise Http404()
+    given = request.META.get("HTTP_AUTHORIZATION", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {expected}".encode()):
+        return HttpResponse("metrics token required\n", status=401, content_type="text/plain",
+                            headers={"WWW-Authenticate": "Bearer"})
+    from prometheus_client import CONTENT_TYPE_LATEST  # noqa: PLC0415  (only the scrape needs it)
+
+    return HttpResponse(metrics_lib.exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -17,6 +17,7 @@ The naive baseline (``B24SIGN_BENCH_NAIVE=1``, bench/naive.py) runs every batche
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import tempfile
@@ -72,8 +73,11 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
     port = free_port()
     app_url = f"http://127.0.0.1:{port}"
     cloud = Bitrix24Cloud(client_id=CLIENT_ID, client_secret=CLIENT_SECRET, app_url=app_url).start()
-    env = bench_env(APP_BASE_URL=app_url, B24_OAUTH_URL=cloud.oauth_url,
-                    **({"B24SIGN_BENCH_NAIVE": "1"} if mode == "naive" else {}))
+    # optimized: calls of one portal ready together share batches (bizproc_ext/coalesce.py);
+    # percall: each call alone (its own proof+reads batch and its own answer), as before issue 14.
+    extra = {"B24SIGN_BENCH_NAIVE": "1", "ROBOT_COALESCE_MAX": "1"} if mode == "naive" else \
+        {"ROBOT_COALESCE_MAX": "1"} if mode == "percall" else {}
+    env = bench_env(APP_BASE_URL=app_url, B24_OAUTH_URL=cloud.oauth_url, **extra)
     web = start_gunicorn(port, args.gunicorn, env, tmp / f"gunicorn-{mode}.log")
     workers = []
     try:
@@ -156,7 +160,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description="end-to-end robot calls through the emulated Bitrix24")
     ap.add_argument("--portals", type=int, default=20)
     ap.add_argument("--calls", type=int, default=50, help="robot calls per portal")
-    ap.add_argument("--mode", choices=("both", "optimized", "naive"), default="both")
+    ap.add_argument("--mode", choices=("both", "all", "optimized", "percall", "naive"), default="both",
+                    help="both: optimized and naive; all: optimized, percall and naive")
     ap.add_argument("--workers", type=int, default=1, help="Celery worker processes")
     ap.add_argument("--threads", type=int, default=48, help="threads per worker (I/O bound: rate-limit waits)")
     ap.add_argument("--gunicorn", type=int, default=2, help="gunicorn sync workers")
@@ -165,12 +170,17 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the servers on `timeout`/kill too
     setup_django()
     tmp = Path(tempfile.mkdtemp(prefix="b24sign-e2e-"))
-    modes = ("optimized", "naive") if args.mode == "both" else (args.mode,)
+    modes = {"both": ("optimized", "naive"), "all": ("optimized", "percall", "naive")}.get(args.mode, (args.mode,))
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; command: {' '.join(sys.argv)}",
+          flush=True)
     results = [run_mode(m, args, tmp) for m in modes]
-    if len(results) == 2:
-        a, b = results
-        print(f"\noptimized vs naive: {a['elapsed']:.1f}s vs {b['elapsed']:.1f}s to answer everything; "
-              f"{a['rest_per_call']:.2f} vs {b['rest_per_call']:.2f} REST requests per robot call")
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    if len(results) > 1:
+        print("\n| mode | calls | last answer | REST requests per call | 503s | lost/dup/refused |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r['mode']} | {r['calls']} | {r['elapsed']:.1f} s | {r['rest_per_call']:.2f} | {r['r503']} | "
+                  f"{r['lost']}/{r['duplicated']}/{r['refused']} |")
     print(f"(logs in {tmp})")
     reset_state()
     bad = [r for r in results if r["lost"] or r["duplicated"] or r["query_limit_surfaced"] or r["refused"]]

@@ -23,6 +23,7 @@ from b24app.rest import B24Client, B24Error
 from signing.models import SignatureRequest
 from signing.services import result_values, signer_summary
 
+from . import metrics
 from .models import RobotCall
 from .robots import catalogue
 
@@ -104,6 +105,7 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     values = {k: ("" if v is None else v) for k, v in values.items()}
     if getattr(call, "open_request", "") and "open_request" in _declared(call.code):
         values.setdefault("open_request", call.open_request)
+    values = declared_only(call.code, values)
     if call.use_subscription:
         _wait_while_blocked(call.portal)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
@@ -164,6 +166,8 @@ def _finish(call: RobotCall, state: str, error: str) -> None:
     RobotCall.objects.filter(pk=call.pk).update(answer_state=state, answered_at=now, answer_error=error[:2000],
                                                state=RobotCall.DONE, updated_at=now)
     call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
+    metrics.answered(call, state)
+    log.info("robot call %s answered: %s", call.pk, state)
 
 
 def answer_waiting_calls(req: SignatureRequest) -> None:
@@ -181,9 +185,15 @@ def _declared(robot_code: str) -> dict:
     return robot.return_properties if robot else {}
 
 
+def declared_only(robot_code: str, values: dict) -> dict:
+    """Only the robot's declared RETURN_PROPERTIES go into RETURN_VALUES (Bitrix24 drops the others)."""
+    robots = catalogue()
+    declared = robots[robot_code].return_properties if robot_code in robots else values
+    return {k: v for k, v in values.items() if k in declared}
+
+
 def error_values(robot_code: str, message: str, request_id: str = "") -> dict:
     values = {"status": "error", "error": message[:MAX_LOG]}
     if request_id:
         values["request_id"] = request_id
-    declared = catalogue()[robot_code].return_properties if robot_code in catalogue() else values
-    return {k: v for k, v in values.items() if k in declared}
+    return declared_only(robot_code, values)

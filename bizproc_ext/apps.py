@@ -7,4 +7,4 @@ class BizprocExtConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import receivers  # noqa: F401, PLC0415  (Django's idiom: connect receivers once apps are loaded)
+        from . import drainer, metrics, receivers  # noqa: F401, PLC0415  (Django's idiom: connect receivers once apps are loaded)

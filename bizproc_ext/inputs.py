@@ -103,12 +103,16 @@ class Resolver:
     def users(self) -> dict[int, dict]:
         return {int(u["ID"]): u for u in (self.reads.get("users") or []) if str(u.get("ID", "")).isdigit()}
 
-    def user_signer(self, user_id: int, **extra) -> Signer:
+    def user_signer(self, user_id: int, *, email_required: bool = True, **extra) -> Signer:
         user = self.users().get(int(user_id))
-        if not user or not user.get("EMAIL"):
-            raise InputError(f"employee user_{user_id} has no email address (or cannot be read)")
+        if not user:
+            raise InputError(f"employee user_{user_id} cannot be read (deleted, or not visible to the app)")
+        email = str(user.get("EMAIL") or "").strip()
+        if not email and email_required:
+            raise InputError(f"employee user_{user_id} has no email address")
         name = " ".join(x for x in (user.get("NAME"), user.get("LAST_NAME")) if x)
-        return Signer(email=str(user["EMAIL"]).strip(), name=name, user_id=int(user_id),
+        # KEDO identifies members by user id only; "user:<id>" is how its rows are named without an email.
+        return Signer(email=email or f"user:{int(user_id)}", name=name, user_id=int(user_id),
                       phone=str(user.get("PERSONAL_MOBILE") or user.get("WORK_PHONE") or ""), **extra)
 
     def contact_signers(self) -> list[Signer]:
@@ -177,7 +181,8 @@ class Resolver:
         members = []
         for key, role in (("signers", "signer"), ("assignee", "assignee"), ("reviewers", "reviewer"),
                           ("editors", "editor")):
-            members += [self.user_signer(u, kedo_role=role, role=role) for u in _as_list(props.get(key))]
+            members += [self.user_signer(u, email_required=False, kedo_role=role, role=role)
+                        for u in _as_list(props.get(key))]
         return members
 
     # -- document ----------------------------------------------------------------------------------

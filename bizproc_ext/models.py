@@ -43,6 +43,8 @@ class RobotCall(models.Model):
     state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Set by the drainer when the task is published (the handler only inserts; drainer.py).
+    published_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True)
     # When Bitrix24 accepted bizproc.activity.log with the call's event_token (bizproc_ext/proof.py):
     # nothing the call does happens before this is set.
@@ -67,7 +69,9 @@ class RobotCall(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["portal", "event_token"], name="robot_call_once")]
-        indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep")]
+        indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep"),
+                   models.Index(fields=["id"], name="robotcall_unpublished",
+                                condition=models.Q(state="queued", published_at__isnull=True))]
 
     def __str__(self):
         return f"{self.code} {self.document_id} [{self.state}]"

@@ -163,6 +163,8 @@ def typed_properties(robot: Robot, raw: dict) -> tuple[dict, list[str]]:
         if prop.multiple:
             values[key] = parsed
         else:
+            if len(parsed) > 1:  # e.g. a rule saved while the property was still multiple
+                errors.append(f"{prop.name.get('en', key)} takes one value (got {len(parsed)})")
             values[key] = parsed[0] if parsed else None
         if prop.required and not parsed:
             errors.append(f"{prop.name.get('en', key)} is required")

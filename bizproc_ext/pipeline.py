@@ -16,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from b24app import logcontext
 from b24app.rest import B24Client, B24Error
 from signing import services, states
 from signing.base import ProviderError, SendSpec, Signer
@@ -49,9 +50,16 @@ def claim(call_id: int) -> RobotCall | None:
 
 
 def run(call_id: int) -> Outcome:
-    call = claim(call_id)
-    if call is None:
-        return Outcome()
+    with logcontext.bound(call=call_id):
+        call = claim(call_id)
+        if call is None:
+            return Outcome()
+        req = call.signature_request
+        logcontext.bind(portal=call.portal.member_id, request=str(req.public_id)[:8] if req else "")
+        return _run(call)
+
+
+def _run(call: RobotCall) -> Outcome:
     if not call.portal.is_installed:
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.DONE, last_error="portal uninstalled")
         return Outcome()
@@ -141,6 +149,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                 erase(call, catalogue()[call.code])  # nothing sent: the signer's password is not needed
                 return
             req = _create_request(call, resolver, kedo, key)
+        logcontext.bind(request=str(req.public_id)[:8])
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
         template_id = req.options.get("provider_template_id") or ""
@@ -208,7 +217,7 @@ def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -
     account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
     if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
         raise InputError(f"{account.provider} documents are sent with the HR document robot")
-    options = {**_options(props, kedo), "source_key": key}
+    options = {**request_options(props, kedo), "source_key": key}
     if not kedo and props.get("extra_documents"):
         account.provider_impl().require("document_group")
     if not kedo and props.get("delivery") == "link":
@@ -291,8 +300,9 @@ def _reminder_days(robot_value, portal_default) -> int | None:
     return value or None
 
 
-def _options(props: dict, kedo: bool) -> dict:
-    """What the provider needs beyond the signers, kept on the request (never secrets)."""
+def request_options(props: dict, kedo: bool) -> dict:
+    """What the provider needs beyond the signers, kept on the request (never secrets): the robot's
+    ``signer_auth`` is kept as such, so a later replace-signer knows how the signers were protected."""
     if kedo:
         names = {"company_id": "company_id", "provider_uid": "provider_uid",
                  "region_document_type": "region_document_type", "responsible": "responsible_user_id"}

@@ -282,8 +282,10 @@ def _kedo_robot() -> Robot:
                             "user", required=True, multiple=True),
             "assignee": Prop(t("Company signer", "Подписант от компании", "Unterzeichner der Firma"), "user",
                              required=True),
-            "reviewers": Prop(t("Reviewers", "Согласующие", "Prüfer"), "user", multiple=True),
-            "editors": Prop(t("Editors", "Редакторы", "Bearbeiter"), "user", multiple=True),
+            # Bitrix24 Sign keeps one member per role besides signers (the last one sent): single values.
+            # The keys keep their old plural names so saved rules still carry their value.
+            "reviewers": Prop(t("Reviewer", "Согласующий", "Prüfer"), "user"),
+            "editors": Prop(t("Editor", "Редактор", "Bearbeiter"), "user"),
             "responsible": Prop(t("Responsible", "Ответственный", "Verantwortlich"), "user"),
             "company_id": Prop(t("Company (my company ID)", "Компания (ID моей компании)", "Firma (ID)"), "int"),
             "provider_uid": Prop(t("Signing provider UID", "UID провайдера подписи", "UID des Signaturanbieters")),

@@ -10,7 +10,7 @@ from django.utils import timezone
 from b24app.models import Portal
 
 from . import pipeline
-from .answers import answer_waiting_calls
+from .coalesce import answer_requests_together, run_group
 from .models import RobotCall
 from .registration import sync_robots
 
@@ -21,6 +21,14 @@ def process_robot_call(self, call_id: int) -> None:
     if outcome.retry_in is not None:
         # Jittered, and far below the broker's visibility timeout (see docs/decisions.md).
         raise self.retry(countdown=min(900.0, outcome.retry_in) * random.uniform(0.8, 1.2))
+
+
+@shared_task(bind=True, acks_late=True)
+def process_robot_calls(self, call_ids: list[int]) -> None:
+    """Calls of one portal that were ready together (coalesce.py); retries go out one call each."""
+    for pk, outcome in run_group(list(call_ids)).items():
+        if outcome.retry_in is not None:
+            process_robot_call.apply_async((pk,), countdown=min(900.0, outcome.retry_in) * random.uniform(0.8, 1.2))
 
 
 @shared_task
@@ -37,9 +45,8 @@ def answer_finished_requests(limit: int = 200) -> int:
     between the two).  Finalization itself has its own sweep (``signing.tasks.finalize_stragglers``)."""
     calls = RobotCall.objects.filter(state=RobotCall.WAITING, answer_state="pending",
                                      signature_request__finalized_at__lte=timezone.now() - timedelta(minutes=2))
-    requests = {call.signature_request for call in calls.select_related("signature_request")[:limit]}
-    for req in requests:
-        answer_waiting_calls(req)
+    requests = {call.signature_request for call in calls.select_related("signature_request__portal")[:limit]}
+    answer_requests_together(list(requests))  # one portal's requests share answer batches (coalesce.py)
     return len(requests)
 
 

@@ -1,7 +1,9 @@
 """The robot handler: what Bitrix24's queue server calls.
 
 The queue server never retries: a call we fail to record is lost and its workflow waits forever.  So
-the handler only verifies, records and enqueues, and answers at once; everything else is the worker's.
+the handler only verifies and records, and answers at once; everything else is the worker's.  The row is
+the outbox: the drainer (drainer.py) publishes committed rows in batches, so the request path is one
+INSERT and a cached portal check (issue 14), and a broker outage never costs a call.
 """
 from __future__ import annotations
 
@@ -17,18 +19,20 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from b24app.forms import MalformedForm, php_form
-from b24app.lifecycle import Rejected, verified_portal
+from b24app.lifecycle import Rejected, forget_verified, verified_portal_id
+from b24app.models import Portal
 
+from . import metrics
 from .models import RobotCall
 from .parsing import MalformedCall, envelope, typed_properties
 from .robots import catalogue
 from .secrets import seal
-from .tasks import process_robot_call
 
 log = logging.getLogger("b24sign.robots")
 
 
 def _refuse(status: int, message: str) -> JsonResponse:
+    metrics.refused(status)
     return JsonResponse({"error": message}, status=status)
 
 
@@ -43,7 +47,7 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
     try:
         form = php_form(request)
         call = envelope(form, code)
-        portal = verified_portal(form, only=("id",))  # the row's id is all the handler stores
+        portal_id = verified_portal_id(form)  # the row's id is all the handler stores
     except (RequestDataTooBig, TooManyFieldsSent):
         return _refuse(413, "request body too large")
     except (MalformedCall, MalformedForm) as exc:
@@ -58,24 +62,33 @@ def robot_handler(request: HttpRequest, code: str) -> HttpResponse:
     values, errors = typed_properties(robot, call.raw_properties)
     values = seal(robot, values)  # the signer's password is never stored in clear
     auth = call.auth
-    try:
-        row = _record(
-            portal=portal, code=code, event_token=call.event_token, workflow_id=call.workflow_id,
-            document_id=call.document_id, document_type=call.document_type, properties=values,
-            input_errors=errors, use_subscription=call.use_subscription,
-            timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
-            auth_user_id=_user_id(auth.get("user_id")))
-    except IntegrityError as exc:
-        if _constraint(exc) == "robot_call_once":
-            return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
-        log.error("robot call for portal %s not stored: %s", portal.pk, exc)
-        return _refuse(400, "the call could not be stored")
-    except DataError as exc:  # a value the parser let through that PostgreSQL refuses: never a silent 200
-        log.error("robot call for portal %s not stored: %s", portal.pk, exc)
-        return _refuse(400, "the call could not be stored")
-    # Publish only once the row is committed; if the broker is down the sweeper publishes later.
-    transaction.on_commit(lambda: process_robot_call.delay(row.pk), robust=True)
-    return JsonResponse({"status": "queued"})
+    fields = dict(code=code, event_token=call.event_token, workflow_id=call.workflow_id,
+                  document_id=call.document_id, document_type=call.document_type, properties=values,
+                  input_errors=errors, use_subscription=call.use_subscription,
+                  timeout_duration=call.timeout_duration, queued_ts=_epoch(call.ts),
+                  auth_user_id=_user_id(auth.get("user_id")))
+    for fresh in (False, True):
+        try:
+            _record(portal_id=portal_id, **fields)
+            metrics.received(code)
+            return JsonResponse({"status": "queued"})  # the drainer publishes it (drainer.py)
+        except IntegrityError as exc:
+            if _constraint(exc) == "robot_call_once":
+                metrics.duplicate(code)
+                return JsonResponse({"status": "duplicate"})  # same event_token delivered again: nothing more
+            if fresh or Portal.objects.filter(pk=portal_id).exists():
+                log.error("robot call for portal %s not stored: %s", portal_id, exc)
+                return _refuse(400, "the call could not be stored")
+        except DataError as exc:  # a value the parser let through that PostgreSQL refuses: never a silent 200
+            log.error("robot call for portal %s not stored: %s", portal_id, exc)
+            return _refuse(400, "the call could not be stored")
+        # The cached portal row went away (purged, reinstalled): check the portal again, once.
+        forget_verified(str(auth.get("member_id", "")))
+        try:
+            portal_id = verified_portal_id(form)
+        except Rejected as exc:
+            return _refuse(exc.status, exc.message)
+    return _refuse(400, "the call could not be stored")
 
 
 def _record(**fields) -> RobotCall:

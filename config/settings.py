@@ -102,6 +102,18 @@ CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = env.str("CELERY_BEAT_SCHEDULE_FILENAME",
                                         default=str(BASE_DIR / "var" / "celerybeat-schedule"))
 ROBOT_CALL_STALE_AFTER = env.int("ROBOT_CALL_STALE_AFTER", default=420)  # > CELERY_TASK_TIME_LIMIT
+# The outbox drainer (bizproc_ext/drainer.py) runs in every Celery worker; idle, it looks every 50 ms.
+ROBOT_CALL_DRAINER = env.bool("ROBOT_CALL_DRAINER", default=True)
+ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
+# Calls of one portal found waiting together run as one group that shares its Bitrix24 batches
+# (bizproc_ext/coalesce.py): at most this many per group, waiting at most this long for partners.
+ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
+ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
+# Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
+ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=16)
+# The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
+# per call; a changed token is re-read at once, an uninstall is seen by the worker).
+ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 60.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
@@ -168,13 +180,23 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = not DEBUG
 # token in a header, so the session/CSRF cookies are not used by frame pages.
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 
+# Prometheus metrics (b24app/metrics.py): counters in Redis, /metrics for a scraper with this Bearer token
+# (unset: no endpoint).  METRICS_ENABLED=0 stops counting altogether.
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    # Webhook URLs carry their account's secret in the path; Django's loggers print paths (b24app.logfilters).
-    "filters": {"url_secrets": {"()": "b24app.logfilters.MaskUrlSecrets"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["url_secrets"]}},
+    # Every line names the portal (short member id), the robot call and the signature request it is about
+    # ("-" when none): b24app/logcontext.py.  Webhook URLs carry their account's secret in the path;
+    # Django's loggers print paths (b24app.logfilters).
+    "filters": {"context": {"()": "b24app.logcontext.ContextFilter"},
+                "url_secrets": {"()": "b24app.logfilters.MaskUrlSecrets"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s "
+                                       "[portal=%(portal)s call=%(call)s request=%(request)s] %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+                             "filters": ["context", "url_secrets"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"urllib3": {"level": "WARNING"},  # urllib3 logs full URLs, which may carry signed tokens
                 "django.request": {"filters": ["url_secrets"]},

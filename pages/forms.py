@@ -63,11 +63,12 @@ class DefaultsForm(forms.ModelForm):
 
     class Meta:
         model = PortalSettings
-        fields = ["sender_name", "reply_to", "expiry_days", "reminder_days", "attach_signed_copy"]
-        labels = {"sender_name": _("Sender name"), "reply_to": _("Reply-to email"),
+        # No reply-to: none of the providers' APIs (signNow invite, Evia signatories, sign.b2e) has a
+        # reply-to field, so a setting for it would be saved and never used (docs/decisions.md).
+        fields = ["sender_name", "expiry_days", "reminder_days", "attach_signed_copy"]
+        labels = {"sender_name": _("Sender name"),
                   "attach_signed_copy": _("Attach the signed PDF to the CRM item's timeline")}
-        help_texts = {"sender_name": _("Shown to signers as the sender."),
-                      "reply_to": _("Where signers' replies go."), "attach_signed_copy": ""}
+        help_texts = {"sender_name": _("Shown to signers as the sender."), "attach_signed_copy": ""}
 
 
 class KedoForm(forms.Form):

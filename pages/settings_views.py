@@ -24,6 +24,7 @@ from signing.models import PortalSettings, ProviderAccount
 from signing.registry import all_providers, provider_class
 
 from .forms import CredentialsForm, DefaultsForm, KedoForm, mask
+from .scopes import missing_scopes
 from .views import base_context
 
 log = logging.getLogger("b24sign.ui")
@@ -92,7 +93,10 @@ def _robots(portal, lang: str) -> dict:
 
 def _portal_problems(portal) -> list[dict]:
     """What Bitrix24 refuses this portal's app, in words an administrator can act on."""
-    problems = []
+    problems = [{"kind": "scope", "scope": m["scope"],
+                 "text": _("The app was not granted the scope %(scope)s; this disables: %(features)s. An "
+                           "administrator adds it to the app's scopes in Bitrix24 and opens the app again.")
+                 % {"scope": m["scope"], "features": "; ".join(m["disables"])}} for m in missing_scopes(portal)]
     if portal.access_problem:
         problems.append({"kind": "access", "text": _("%(problem)s. Workflows waiting for b24sign are answered "
                                                       "once this is fixed (check the app's plan, rights and "

@@ -10,7 +10,7 @@ class SigningConfig(AppConfig):
         # Django's idiom: models are importable only once apps are loaded, so these imports wait for ready().
         from b24app.signals import register_portal_event  # noqa: PLC0415
 
-        from . import receivers  # noqa: F401, PLC0415  (connects the signal receivers)
+        from . import metrics, receivers  # noqa: F401, PLC0415  (connects the signal receivers, the gauges)
         from .events import PORTAL_EVENTS, kedo_status_changed  # noqa: PLC0415
 
         for name in PORTAL_EVENTS:

@@ -171,6 +171,8 @@ class Provider:
     # What this provider can do beyond send/status: keys of CAPABILITIES
     capabilities: ClassVar[frozenset[str]] = frozenset()
     supported_auth: ClassVar[frozenset[str]] = frozenset({"none"})
+    # Bitrix24 scopes the provider's own calls to the portal need (beyond what every robot needs).
+    required_scopes: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, account):
         self.account = account  # signing.models.ProviderAccount (credentials decrypted on access)

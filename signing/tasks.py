@@ -8,6 +8,7 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
+from b24app import logcontext
 from b24app.rest import B24Error
 
 from . import services, states
@@ -32,14 +33,15 @@ def refresh_request_status(self, request_pk: int, source: str = "poll") -> None:
     req = SignatureRequest.objects.select_related("account", "portal").filter(pk=request_pk).first()
     if req is None or req.is_terminal or req.send_phase != "sent":
         return
-    try:
-        snapshot = req.account.provider_impl().status(req)
-    except TRANSIENT as exc:
-        if getattr(exc, "code", "") in ("no_status", "unsupported"):  # reports by callback only (Evia)
-            return
-        services.report_provider_error(req.account, exc)
-        _retry(self, exc)
-    services.apply_snapshot(req, snapshot, source)
+    with logcontext.bound(portal=req.portal.member_id, request=str(req.public_id)[:8]):
+        try:
+            snapshot = req.account.provider_impl().status(req)
+        except TRANSIENT as exc:
+            if getattr(exc, "code", "") in ("no_status", "unsupported"):  # reports by callback only (Evia)
+                return
+            services.report_provider_error(req.account, exc)
+            _retry(self, exc)
+        services.apply_snapshot(req, snapshot, source)
 
 
 @shared_task(bind=True, acks_late=True)
@@ -47,14 +49,15 @@ def finalize_request(self, request_pk: int) -> None:
     req = SignatureRequest.objects.select_related("account", "portal").filter(pk=request_pk).first()
     if req is None or not req.is_terminal:
         return
-    try:
-        services.finalize(req)
-    except TRANSIENT as exc:
-        services.report_provider_error(req.account, exc)
-        if getattr(exc, "permanent", False):
-            services.give_up_finalizing(req, str(exc))
-            return
-        _retry(self, exc, base=15.0)
+    with logcontext.bound(portal=req.portal.member_id, request=str(req.public_id)[:8]):
+        try:
+            services.finalize(req)
+        except TRANSIENT as exc:
+            services.report_provider_error(req.account, exc)
+            if getattr(exc, "permanent", False):
+                services.give_up_finalizing(req, str(exc))
+                return
+            _retry(self, exc, base=15.0)
 
 
 @shared_task

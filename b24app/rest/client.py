@@ -20,8 +20,9 @@ import requests
 from django.conf import settings
 from django.utils import timezone
 
-from .. import coordination, http
+from .. import coordination, http, metrics
 from ..models import Portal
+from .coalescing import COALESCED, active_for
 from .encoding import php_query
 from .errors import B24Error, classify_empty_code
 from .oauth import refresh_portal_tokens
@@ -53,6 +54,9 @@ class B24Client:
 
     # -- public ------------------------------------------------------------------------------------
     def call(self, method: str, params: dict | None = None) -> Any:
+        co = active_for(self.portal.pk) if method in COALESCED else None
+        if co is not None:  # shared with the portal's other jobs (rest/coalesce.py)
+            return co.call(method, params or {})
         return self.call_full(method, params).get("result")
 
     def call_full(self, method: str, params: dict | None = None) -> dict:
@@ -69,6 +73,9 @@ class B24Client:
         """
         items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
         self._require_admin_token([method for _key, (method, _params) in items])
+        co = active_for(self.portal.pk)
+        if co is not None and len(items) <= BATCH_LIMIT:  # shared with the portal's other jobs (rest/coalesce.py)
+            return co.submit(dict(items), halt)
         out = BatchResult()
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start:start + BATCH_LIMIT]
@@ -120,6 +127,7 @@ class B24Client:
             except requests.RequestException as exc:
                 raise B24Error("CONNECTION_ERROR", exc.__class__.__name__, method=method) from exc
             self.requests_sent += 1
+            metrics.inc(metrics.REST_REQUESTS, plan=self.portal.plan)
 
             if resp.status_code in (301, 302, 307, 308) and redirects < 2:
                 redirects += 1
@@ -145,6 +153,8 @@ class B24Client:
                 refresh_portal_tokens(portal, portal.token_version)
                 refreshed = True
                 continue
+            if error == "QUERY_LIMIT_EXCEEDED":
+                metrics.inc(metrics.REST_LIMITED, plan=self.portal.plan)
             if error == "QUERY_LIMIT_EXCEEDED" and limit_hits < QUERY_LIMIT_RETRIES:
                 limit_hits += 1  # another app on our IP, or clock skew: back off with jitter, then retry
                 time.sleep(min(8.0, 0.5 * 1.7 ** limit_hits) * random.uniform(0.5, 1.0))
@@ -176,6 +186,7 @@ class B24Client:
                 raise B24Error("RATE_LIMITED", "portal request budget exhausted; retry later", method=method,
                                retry_after=wait)
             wait += random.uniform(0, 0.05)
+            metrics.waited("bitrix24", wait)
             time.sleep(wait)
             waited += wait
 

@@ -19,6 +19,8 @@ import requests
 from django.conf import settings
 
 from b24app import coordination, http
+from b24app import metrics as b24metrics
+from signing import metrics
 from signing.base import ProviderError
 
 log = logging.getLogger("b24sign.providers")
@@ -59,6 +61,9 @@ class ProviderHTTP:
         override = (getattr(settings, "PROVIDER_PACING", None) or {}).get(self.code)
         return override if override else self.default_pacing()
 
+    def _metric_name(self) -> str:
+        return self.code or self.label
+
     # -- pacing ----------------------------------------------------------------------------------------
     def _bucket(self) -> str:
         return f"{self.code or self.label}:{self.account.pk}"
@@ -80,6 +85,7 @@ class ProviderHTTP:
         if seconds > MAX_INLINE_WAIT:
             raise ProviderError(f"{self.label}: our own request budget for this account is used up; "
                                 "retrying later", code="throttled", retry_after=seconds)
+        b24metrics.waited(f"provider:{self._metric_name()}", seconds)
         time.sleep(seconds)
 
     def _paused_by_429(self, retry_after: float) -> None:
@@ -93,15 +99,20 @@ class ProviderHTTP:
         self.throttle()
         for attempt in (1, 2):
             headers = {**(self.auth_headers() if auth else {}), **extra_headers}
+            metrics.provider_call(self._metric_name())
             try:
                 resp = http.request(method, url, headers=headers,
                                     timeout=timeout or (5, settings.PROVIDER_HTTP_TIMEOUT), **kwargs)
             except requests.RequestException as exc:
+                metrics.provider_error(self._metric_name(), "network")
                 raise ProviderError(f"{self.label} is unreachable ({exc.__class__.__name__})", code="network") from exc
             if auth and attempt == 1 and self.is_auth_error(resp):
                 self._refresh_once()
                 continue
             break
+        if resp.status_code >= 400:
+            kind = "429" if resp.status_code == 429 else "5xx" if resp.status_code >= 500 else "4xx"
+            metrics.provider_error(self._metric_name(), kind)
         if resp.status_code == 429:
             retry_after = _float(resp.headers.get("Retry-After"), 30.0)
             self._paused_by_429(retry_after)

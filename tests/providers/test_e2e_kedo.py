@@ -69,3 +69,38 @@ def test_a_document_deleted_in_bitrix24_sign_ends_the_request_in_error(portal_a,
     before = portal_a.emu.stats.by_method["sign.b2e.document.get"]
     poll_now()
     assert portal_a.emu.stats.by_method["sign.b2e.document.get"] == before  # not polled any more
+
+
+@pytest.mark.django_db
+def test_an_employee_without_an_email_signs_by_user_id(eager_tasks, portal_a, deal):
+    """KEDO members are Bitrix24 user ids; warehouse staff often have no e-mail in their profile."""
+    portal_a.emu.add_user(DAVE, "", name="Dave", last_name="Employee")
+    portal_a.emu.add_user(ERIN, "erin@alpha.test", name="Erin", last_name="HR")
+    assert "Connected Bitrix24 Sign" in connect(portal_a, "b24kedo")
+    wf = portal_a.emu.start_robot("b24sign_kedo_send", document_id=deal_doc(deal), properties=HR_SEND)
+    run_worker()
+    req = SignatureRequest.objects.get()
+    assert req.status == states.SENT, req.error
+    doc = portal_a.emu.sign.documents[req.external_id]
+    assert [(m["userId"], m["role"]) for m in doc["members"]] == [(DAVE, "signer"), (ERIN, "assignee")]
+    with settle():
+        portal_a.emu.sign_b2e_member_signs(req.external_id, DAVE)
+    with settle():
+        portal_a.emu.sign_b2e_member_signs(req.external_id, ERIN)
+    assert wf.return_values["status"] == "completed"
+    assert "Dave" in wf.return_values["signers_status"] or f"user:{DAVE}: signed" in wf.return_values["signers_status"]
+
+
+@pytest.mark.django_db
+def test_two_reviewers_are_refused_with_a_clear_error(eager_tasks, portal_a, deal):
+    """The core keeps only the last reviewer: the first would show "pending" for ever."""
+    for uid, email in ((DAVE, "dave@alpha.test"), (ERIN, "erin@alpha.test"), (51, "frank@alpha.test"),
+                       (52, "gina@alpha.test")):
+        portal_a.emu.add_user(uid, email, name=email.split("@")[0].title())
+    connect(portal_a, "b24kedo")
+    wf = portal_a.emu.start_robot("b24sign_kedo_send", document_id=deal_doc(deal),
+                                  properties={**HR_SEND, "reviewers": ["user_51", "user_52"]})
+    run_worker()
+    assert wf.return_values["status"] == "error"
+    assert "Reviewer takes one value" in wf.return_values["error"]
+    assert portal_a.emu.sign.documents == {}

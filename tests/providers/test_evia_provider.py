@@ -207,6 +207,25 @@ def test_it_sends_sequentially_with_a_copy(emu, account, provider, pdf_file):
     assert [e["to"] for e in emu.sent_emails if e["kind"] == "sign_request"] == [ALICE]  # bob waits his turn
 
 
+@pytest.mark.parametrize("name,shown", [("", "john.smith@acme.test"), ("  ", "john.smith@acme.test"),
+                                        ("John Smith", "John Smith")])
+def test_the_audit_trail_shows_the_crm_name_or_the_whole_address(emu, account, provider, pdf_file, name, shown):
+    """Never the e-mail's local part ("john.smith"): the audit trail would name somebody else."""
+    result = provider.send(make_spec(account, pdf_file, signers=[Signer("john.smith@acme.test", name)]))
+    assert [s["name"] for s in emu.requests[result.external_id]["signatories"]] == [shown]
+
+
+def test_the_same_address_twice_is_not_refused_by_evia(emu, account, provider, pdf_file):
+    """Evia documents no duplicate-email error; the emulator invents none (our own validation refuses it)."""
+    rid = provider.send(make_spec(account, pdf_file, signers=[Signer(ALICE, "Alice")])).external_id
+    token = account.credentials["access_token"]
+    emu.requests[rid]["status"] = "draft"
+    r = requests.post(f"{emu.base_url}{SIGN}/requests/{rid}/signatories", headers={"Authorization": f"Bearer {token}"},
+                      json={"Email": ALICE, "Name": "Alice", "Order": 1, "SignatoryType": 1,
+                            "OTP": {"IsRequired": False, "Type": 1}})
+    assert r.status_code == 200
+
+
 def test_it_sends_in_parallel(emu, account, provider, pdf_file):
     spec = make_spec(account, pdf_file, options={"signing_order": "parallel"},
                      signers=[Signer(ALICE, "Alice", order=1), Signer(BOB, "Bob", order=2)])

@@ -130,6 +130,10 @@ def test_connect_checks_the_chosen_provider(bx, provider):
     (lambda s: setattr(s, "signers", members((DAVE, "signer"), (ERIN, "boss"))), "invalid role 'boss'"),
     (lambda s: setattr(s, "signers", [Signer("x@client.test", "Client", kedo_role="signer"),
                                       *members((ERIN, "assignee"))]), "not a Bitrix24 employee"),
+    (lambda s: setattr(s, "signers", members((DAVE, "signer"), (ERIN, "assignee"), (FRANK, "reviewer"),
+                                             (7, "reviewer"))), "one reviewer per document"),
+    (lambda s: setattr(s, "signers", members((DAVE, "signer"), (ERIN, "assignee"), (FRANK, "assignee"))),
+     "one assignee per document"),
     (lambda s: setattr(s, "request_id", "x" * 256), "external ID"),
     (lambda s: s.options.update(external_date_create="18.02.2025"), "not ISO 8601"),
     (lambda s: s.options.update(region_document_type="12 999!"), "document type code"),
@@ -153,6 +157,16 @@ def test_it_refuses_a_file_that_is_not_a_pdf(bx, provider, tmp_path):
     spec = make_spec("req-1", DocumentFile("fake.pdf", path, path.stat().st_size))
     with pytest.raises(ProviderError, match="not a PDF"):
         provider.validate(spec)
+
+
+def test_a_portal_without_the_hcmlink_scope_is_told_before_any_call(bx, account, provider, pdf_file):
+    """sign.b2e.document.send checks sign.b2e, crm and humanresources.hcmlink (403 "Access denied!" without)."""
+    account.portal.scope = "bizproc,crm,user_basic,sign.b2e"
+    account.portal.save(update_fields=["scope"])
+    before = rest_calls(bx)
+    with pytest.raises(ProviderError, match="humanresources.hcmlink") as exc:
+        provider.send(make_spec("req-1", pdf_file))
+    assert exc.value.permanent and rest_calls(bx) == before
 
 
 # -- file names the core accepts (Path::validateFilename) ---------------------------------------------------------

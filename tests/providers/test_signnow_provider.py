@@ -11,6 +11,7 @@ import time
 import pytest
 
 from b24app.models import Portal
+from bizproc_ext.pipeline import request_options
 from signing import states
 from signing.base import DocumentFile, ProviderError, SendSpec, Signer, WebhookRejected
 from signing.models import ProviderAccount, SignatureRequest
@@ -65,12 +66,15 @@ def make_spec(pdf_file, signers, **kw) -> SendSpec:
 
 
 def send(account, spec, **request_fields):
-    """Send like services.send_request does, and return the SignatureRequest row."""
+    """Send like services.send_request does, and return the SignatureRequest row, its options built the way
+    the send robot builds them (``pipeline.request_options``: the auth setting, never the secret)."""
     result = SignNowProvider(account).send(spec)
+    props = {"signer_auth": spec.auth, "signer_auth_secret": spec.auth_secret, "expiry_days": spec.expiry_days,
+             "reminder_days": spec.reminder_days, "subject": spec.subject}
     req = SignatureRequest.objects.create(
         portal=account.portal, account=account, provider="signnow", title=spec.title,
         external_id=result.external_id, provider_state={**spec.saved, "send": result.raw},
-        options={"auth": spec.auth, "auth_secret": spec.auth_secret}, **request_fields)
+        options=request_options(props, kedo=False), **request_fields)
     return result, req
 
 
@@ -186,7 +190,7 @@ def test_role_based_send_with_order_auth_expiry_reminder_and_cc(account, emu, pd
     assert set(roles) == {"Signer 1", "Signer 2"}
     assert {fi["role_id"] for fi in doc["field_invites"]} == set(roles.values())
     first = body["to"][0]
-    assert first["expiration_days"] == 10 and first["reminder"] == {"remind_after": 3, "remind_repeat": 3}
+    assert first["expiration_days"] == 10 and first["reminder"] == 3  # integer days, the documented form
     assert first["authentication_type"] == "password" and first["password"] == "s3cret"
     assert body["cc"] == [CAROL] and body["cc_step"] == [{"name": "CC 1", "email": CAROL, "step": 1}]
     assert {f["role"] for f in doc["fields"]} == {"Signer 1", "Signer 2"}
@@ -239,18 +243,17 @@ def test_parallel_signers_share_order_one_and_sms_auth(account, emu, pdf_file):
     result, _ = send(account, spec)
     to = invite_calls(emu)[0]["json"]["to"]
     assert [t["order"] for t in to] == [1, 1]
-    assert to[1]["authentication_type"] == "phone" and to[1]["phone"] == "+15550002222" and to[1]["method"] == "sms"
+    assert to[1]["authentication_type"] == "phone" and to[1]["phone"] == "+15550002222"
+    assert "method" not in to[1]  # undocumented: a strict server refuses it
     assert {fi["status"] for fi in emu.documents[result.external_id]["field_invites"]} == {"pending"}
 
 
-def test_reminder_falls_back_to_integer_days(account, emu, pdf_file):
-    emu.reminder_readings = {"int"}
+def test_the_reminder_goes_out_as_integer_days_in_one_call(account, emu, pdf_file):
     spec = make_spec(pdf_file, [Signer(email=ALICE)], expiry_days=20, reminder_days=4)
     send(account, spec)
     calls = invite_calls(emu)
-    assert [c["status"] for c in calls] == [400, 200]
-    assert calls[0]["json"]["to"][0]["reminder"] == {"remind_after": 4, "remind_repeat": 4}
-    assert calls[1]["json"]["to"][0]["reminder"] == 4
+    assert [c["status"] for c in calls] == [200]
+    assert calls[0]["json"]["to"][0]["reminder"] == 4
 
 
 def test_decline(account, emu, pdf_file):
@@ -275,7 +278,17 @@ def test_cancel_field_invite_and_again(account, emu, pdf_file):
     assert emu.calls_to("PUT", "fieldinvitecancel$")[0]["json"] == {"reason": "deal lost"}
     assert emu.documents[result.external_id]["cancelled_invites"]
     assert provider(account).status(req).status == states.CANCELLED
-    provider(account).cancel(req)  # a retried cancel is not an error (65615 "Field invite missing")
+    provider(account).cancel(req)  # a retried cancel re-reads the document and finds nothing to cancel
+    assert len(emu.calls_to("PUT", "fieldinvitecancel$")) == 1
+
+
+def test_a_refused_cancel_with_invites_still_open_is_not_taken_for_done(account, emu, pdf_file):
+    """65615 is documented for replace only: the cancel re-reads the document instead of guessing."""
+    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)]))
+    emu.cancel_refusal = (65615, "Field invite missing on this document.")
+    with pytest.raises(ProviderError):
+        provider(account).cancel(req, "deal lost")
+    assert provider(account).status(req).status == states.SENT  # still out for signature, and we say so
 
 
 def test_cancel_freeform(account, emu, pdf_file):
@@ -308,12 +321,11 @@ def test_remind_freeform_uses_email2(account, emu, pdf_file):
 
 
 def test_replace_signer(account, emu, pdf_file):
-    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)],
-                                          auth="password", auth_secret="pw1"))
+    result, req = send(account, make_spec(pdf_file, [Signer(email=ALICE), Signer(email=BOB)]))
     old_role = emu.field_invite(result.external_id, BOB)["role_id"]
     provider(account).replace_signer(req, BOB, DAVE)
     new = emu.field_invite(result.external_id, DAVE)
-    assert new["role_id"] == old_role and new["status"] == "pending" and new["_password"] == "pw1"
+    assert new["role_id"] == old_role and new["status"] == "pending"
     assert all(fi["email"] != BOB for fi in emu.documents[result.external_id]["field_invites"])
     body = emu.calls_to("POST", "^/field_invite$")[0]["json"]
     assert body["is_replace"] is True and body["expiration_days"] <= 30
@@ -321,6 +333,20 @@ def test_replace_signer(account, emu, pdf_file):
     emu.sign(result.external_id, ALICE)
     emu.sign(result.external_id, DAVE)
     assert provider(account).status(req).status == states.COMPLETED
+
+
+@pytest.mark.parametrize("auth,secret,phone", [("password", "pw1", ""), ("sms", "", "+15550001111")])
+def test_replace_signer_never_drops_the_signers_authentication(account, emu, pdf_file, auth, secret, phone):
+    """The request keeps the robot's setting, not the password: a protected signer is not replaced by an
+    unprotected invite; the manager is told to cancel and send again."""
+    signers = [Signer(email=ALICE, phone=phone), Signer(email=BOB, phone=phone)]
+    result, req = send(account, make_spec(pdf_file, signers, auth=auth, auth_secret=secret))
+    assert "pw1" not in str(req.options)  # never kept in clear
+    with pytest.raises(ProviderError, match="cancel and send again") as exc:
+        provider(account).replace_signer(req, BOB, DAVE)
+    assert exc.value.permanent
+    assert emu.field_invite(result.external_id, BOB)["status"] == "pending"  # untouched
+    assert not emu.calls_to("DELETE", "^/field_invite/") and not emu.calls_to("POST", "^/field_invite$")
 
 
 def test_replace_signer_resumes_after_step_one(account, emu, pdf_file):

@@ -1,7 +1,7 @@
 """Redis (broker and coordination) crashes and comes back empty while calls keep arriving.
 
-The handler must keep answering 200 (the publish is a robust on_commit: the row stays queued), and the
-sweeper must get every call answered once Redis is back, without a second send.  A private
+The handler must keep answering 200 (it only records the row; the drainer publishes it when the broker
+is back), and the sweeper must get every call answered once Redis is back, without a second send.  A private
 redis-server is used: the shared one on 6379 is never touched.
 """
 from __future__ import annotations

@@ -22,6 +22,9 @@ def test_status_robot_returns_the_current_state(portal_a, sent_request, memory_p
     run_worker()
     assert wf.return_values["status"] == "completed"
     assert "anna@customer.test: signed" in wf.return_values["signers_status"]
+    declared = set(portal_a.emu.robots["b24sign_status"]["RETURN_PROPERTIES"])
+    [sent] = wf.answers
+    assert set(sent["RETURN_VALUES"]) <= declared and "request_id" not in sent["RETURN_VALUES"]
 
 
 @pytest.mark.django_db

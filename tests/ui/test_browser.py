@@ -163,6 +163,7 @@ def live_deal(live_portal_a, pdf_bytes):
 
 def test_admin_connects_a_provider_sees_the_robots_request_and_cancels_it(
         eager_tasks, open_portal, live_portal_a, memory_provider, live_deal):
+    from bizproc_ext import drainer
     from signing.models import SignatureRequest
 
     page, frame = open_portal(ADMIN_ID)
@@ -180,6 +181,7 @@ def test_admin_connects_a_provider_sees_the_robots_request_and_cancels_it(
     # A deal reaches the stage: Bitrix24's queue server calls our robot; the worker (eager) sends it.
     live_portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(live_deal),
                                   properties={**SEND_PROPS, "wait": "Y", "title": "Supply contract #42"})
+    drainer.drain_once()  # what a worker's drainer does: publish the recorded call (eager: runs it)
     req = SignatureRequest.objects.get(portal__member_id=live_portal_a.emu.member_id)
     assert req.status == "sent"
     other = make_request(req.portal, req.account, title="NDA with Boris", status="completed", entity=(1, 7),

@@ -76,6 +76,7 @@ def open_card(browser, live_portal_a, live_server):  # noqa: F811
 
 @pytest.fixture
 def sent_deal(eager_tasks, live_portal_a, memory_provider, pdf_bytes):
+    from bizproc_ext import drainer
     from signing.models import ProviderAccount, SignatureRequest
 
     emu = live_portal_a.emu
@@ -85,6 +86,7 @@ def sent_deal(eager_tasks, live_portal_a, memory_provider, pdf_bytes):
     deal = emu.crm.add_deal("Big deal", contact_ids=[anna, boris], files={"ufCrmContract": ("contract.pdf", pdf_bytes)})
     emu.start_robot("b24sign_send", document_id=deal_doc(deal),
                     properties={**SEND_PROPS, "signer_contacts": "all", "wait": "Y"})
+    drainer.drain_once()  # what a worker's drainer does: publish the recorded call (eager: runs it)
     req = SignatureRequest.objects.get(portal__member_id=emu.member_id)
     memory_provider.sign(req.external_id, "anna@customer.test")
     from signing.tasks import refresh_request_status

@@ -97,7 +97,7 @@ def test_default_provider_is_one_of_the_connected(client, portal_a, memory_provi
 
 def test_defaults_are_saved_per_portal(client, portal_a, portal_b, admin_token, b_admin_token):
     response = client.post("/app/settings/defaults/", {
-        "t": admin_token, "sender_name": "Alpha Sales", "reply_to": "sales@alpha.test", "expiry_days": "14",
+        "t": admin_token, "sender_name": "Alpha Sales", "expiry_days": "14",
         "reminder_days": "2", "attach_signed_copy": ""})
     assert response.status_code == 200
     row = PortalSettings.objects.get(portal=portal_a.db)
@@ -106,6 +106,14 @@ def test_defaults_are_saved_per_portal(client, portal_a, portal_b, admin_token, 
     assert not PortalSettings.objects.filter(portal=portal_b.db).exists()
     bad = client.post("/app/settings/defaults/", {"t": admin_token, "expiry_days": "0", "reminder_days": "1"})
     assert bad.status_code == 400
+
+
+def test_the_defaults_offer_no_reply_to_that_no_provider_would_use(client, portal_a, admin_token):
+    page = client.get(f"/app/settings/?t={admin_token}").content.decode()
+    assert 'name="reply_to"' not in page and "Reply-to" not in page
+    client.post("/app/settings/defaults/", {"t": admin_token, "reply_to": "sales@alpha.test", "expiry_days": "14",
+                                            "reminder_days": "2"})
+    assert PortalSettings.objects.get(portal=portal_a.db).reply_to == ""
 
 
 def test_kedo_lists_the_companys_signing_providers_and_stores_the_choice(client, portal_a, admin_token):
@@ -154,3 +162,17 @@ def test_a_manager_cannot_change_settings(client, portal_a, memory_account, mana
     memory_account.refresh_from_db()
     assert memory_account.enabled and memory_account.is_default
     assert not PortalSettings.objects.exists()
+
+
+def test_the_settings_page_names_a_scope_the_portal_did_not_grant(client, portal_a, admin_token):
+    portal = portal_a.db
+    portal.scope = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e"  # as granted at install
+    portal.save(update_fields=["scope"])
+    page = client.get(f"/app/settings/?t={admin_token}").content.decode()
+    assert 'data-scope="humanresources.hcmlink"' in page
+    assert "Bitrix24 Sign (HR documents)" in page.split('data-scope="humanresources.hcmlink"')[1].split("</li>")[0]
+
+
+def test_a_portal_with_every_scope_shows_no_scope_problem(client, portal_a, admin_token):
+    assert portal_a.db.missing_scopes({"sign.b2e", "crm", "humanresources.hcmlink", "bizproc"}) == []
+    assert 'data-problem="scope"' not in client.get(f"/app/settings/?t={admin_token}").content.decode()

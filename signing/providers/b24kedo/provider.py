@@ -37,10 +37,25 @@ from signing.base import (
 )
 
 from .client import KedoClient, encode_file_b64, provider_error
+from .names import file_name_for, title_marker
+from .statuses import (
+    DOC_DONE,
+    DOC_OPEN,
+    DOC_STOPPED,
+    MEMBER_REFUSED,
+    MEMBER_SIGNED,
+    MEMBER_STOPPED,
+    MEMBER_WAITING,
+    compact_answer,
+    member_status,
+)
+
+__all__ = ["KedoProvider", "file_name_for", "title_marker"]
 
 log = logging.getLogger("b24sign.providers.b24kedo")
 
 ROLES = ("signer", "assignee", "reviewer", "editor")
+SINGLE_ROLES = ("assignee", "reviewer", "editor")  # the core keeps one member of each (the last one)
 ROLE_FALLBACK = {"signer": "signer", "approver": "reviewer"}
 MEMBER_KEYS = ("userId", "employeeId", "employeeCode")
 DEFAULT_REGION_TYPE = "12.999"
@@ -49,32 +64,7 @@ MAX_FILE_SIZE = 25 * 1024 * 1024  # U-B4: no documented limit; base64 grows the 
 # Errors after which the document certainly was not created (anything else during send is ambiguous).
 DEFINITE_SEND_ERRORS = {"QUERY_LIMIT_EXCEEDED", "RATE_LIMITED", "OPERATION_TIME_LIMIT", "expired_token",
                         "invalid_token", "NO_AUTH_FOUND"}
-# §3.4 (U-B1): codes by meaning; anything else keeps the current state.
-DOC_OPEN = {"new", "uploaded", "ready", "sent", "signing", "in_progress"}
-DOC_DONE = {"done", "completed", "signed"}
-DOC_STOPPED = {"stopped"}
-MEMBER_SIGNED = {"done", "signed"}
-MEMBER_REFUSED = {"refused"}
-MEMBER_STOPPED = {"stopped"}
-MEMBER_WAITING = {"waiting", "wait", "ready", "stoppable_ready", "processing", "completing"}
 
-
-def title_marker(request_id: str) -> str:
-    """U-B2: the mark that makes our document findable in ``mysafe.tail`` (which has no uid)."""
-    return f"[b24sign-{request_id}]"
-
-
-# The characters Bitrix24's core refuses in a file name (``Path::validateFilename``: the reserved
-# characters, control bytes and U+202E, the right-to-left override); a send with one fails with
-# "[files] Invalid file name.".
-REFUSED_IN_FILE_NAME = re.compile("[\\\\/:*?\"'<>|~#&;\x00-\x1f\u202e]+")
-
-
-def file_name_for(title: str, request_id: str) -> str:
-    """``<title> [b24sign-<id>].pdf``: a name Bitrix24 accepts (none of the characters its core refuses)."""
-    safe = REFUSED_IN_FILE_NAME.sub(" ", title or "").strip(" .")
-    safe = re.sub(r"\s+", " ", safe)[:150] or "Document"
-    return f"{safe} {title_marker(request_id)}.pdf"
 
 
 def _iso8601(value: str) -> bool:
@@ -103,6 +93,8 @@ class KedoProvider(Provider):
     ]
     capabilities = frozenset()
     supported_auth = frozenset({"none"})  # signer authentication is set by the signing provider in Bitrix24
+    # sign.b2e.document.send/get and company.provider.list check all three (403 ACCESS_DENIED otherwise).
+    required_scopes = frozenset({"sign.b2e", "crm", "humanresources.hcmlink"})
 
     def client(self) -> KedoClient:
         return KedoClient(self.account.portal)
@@ -162,6 +154,10 @@ class KedoProvider(Provider):
         def fail(message: str):
             raise ProviderError(f"Bitrix24 Sign: {message}", permanent=True, code="input")
 
+        missing = self.account.portal.missing_scopes(self.required_scopes)
+        if missing:
+            fail(f"the app lacks the Bitrix24 permission(s) {', '.join(missing)}; an administrator adds them to "
+                 "the app's scopes and opens the app again (see the settings page)")
         if spec.auth not in self.supported_auth:
             fail("signer authentication is set by the signing provider in Bitrix24, not per document")
         if spec.cc:
@@ -238,7 +234,7 @@ class KedoProvider(Provider):
         if not isinstance(result, dict) or not result.get("uid"):
             raise ProviderError("Bitrix24 Sign: the send answer has no document uid", permanent=True,
                                 code="bad_response")
-        spec.checkpoint({**state, "document_uid": result["uid"], "response": _compact(result)})
+        spec.checkpoint({**state, "document_uid": result["uid"], "response": compact_answer(result)})
         return self._result(result, spec, file_name)
 
     def status(self, request) -> StatusSnapshot:
@@ -311,7 +307,7 @@ class KedoProvider(Provider):
         members = []
         for i, s in enumerate(spec.signers):
             role = s.kedo_role or ROLE_FALLBACK.get(s.role, "")
-            who = s.email or s.name or f"participant {i + 1}"
+            who = s.name or s.email or f"participant {i + 1}"
             if role not in ROLES:
                 raise ProviderError(f"Bitrix24 Sign: invalid role {role or '(none)'!r} for {who}; use signer, "
                                     "assignee, reviewer or editor", permanent=True, code="input")
@@ -327,6 +323,11 @@ class KedoProvider(Provider):
                                         "only with employees", permanent=True, code="input")
                 members.append({key: ident, "role": role})
         roles = {m["role"] for m in members}
+        for role in SINGLE_ROLES:
+            count = sum(1 for m in members if m["role"] == role)
+            if count > 1:  # the core keeps only the last one; the others would stay "pending" for ever
+                raise ProviderError(f"Bitrix24 Sign takes one {role} per document (got {count}); choose one",
+                                    permanent=True, code="input")
         if "signer" not in roles:
             raise ProviderError("Bitrix24 Sign: at least one employee must have the role signer", permanent=True,
                                 code="input")
@@ -386,9 +387,9 @@ class KedoProvider(Provider):
             m = by_user.get((str(s.user_id or ""), role), {})
             code = str((m.get("state") or {}).get("code", "")).lower()
             signers.append(SignerState(email=s.email or f"user:{s.user_id}", name=s.name,
-                                       external_id=str(m.get("uid", "")), status=_member_status(code)))
+                                       external_id=str(m.get("uid", "")), status=member_status(code)))
         return SendResult(external_id=str(result["uid"]), signers=signers,
-                          raw={**_compact(result), "file_name": file_name})
+                          raw={**compact_answer(result), "file_name": file_name})
 
     def _signer_states(self, request, members: list[dict]) -> list[SignerState]:
         known = {}
@@ -403,22 +404,5 @@ class KedoProvider(Provider):
             row = known.get(str(m.get("uid", ""))) or known.get((user_id, m.get("role"))) or known.get(user_id)
             code = str((m.get("state") or {}).get("code", "")).lower()
             out.append(SignerState(email=row.email if row else f"user:{user_id}", name=row.name if row else "",
-                                   external_id=str(m.get("uid", "")), status=_member_status(code)))
+                                   external_id=str(m.get("uid", "")), status=member_status(code)))
         return out
-
-
-def _member_status(code: str) -> str:
-    if code in MEMBER_SIGNED:
-        return "signed"
-    if code in MEMBER_REFUSED:
-        return "declined"
-    if code in MEMBER_STOPPED:
-        return "cancelled"
-    return "pending"
-
-
-def _compact(result: dict) -> dict:
-    """What we keep of a send/get answer: uid, state and members (no file content ever)."""
-    return {"uid": result.get("uid"), "state": result.get("state"),
-            "members": [{"uid": m.get("uid"), "role": m.get("role"), "party": m.get("party"), "user": m.get("user"),
-                         "state": m.get("state")} for m in result.get("members") or [] if isinstance(m, dict)]}

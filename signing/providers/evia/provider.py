@@ -184,7 +184,7 @@ class EviaProvider(Provider):
         for body in people:  # all signatories first, then stamps (§6.7 propagation delay)
             key = body["Email"].lower()
             if key not in state["signatories"]:
-                sid = self._add_signatory(client, rid, body)
+                sid = self._add_signatory(client, rid, body, resumed=bool(spec.resume))
                 save(signatories={**state["signatories"], key: sid})
         stamps = spec.options.get("evia_stamps") or {}
         signer_no = 0
@@ -323,7 +323,8 @@ class EviaProvider(Provider):
         if otp_type:
             otp = {"IsRequired": True, "AccessCode": secret if otp_type == 3 else "", "Type": otp_type,
                    "MobileNumber": phone if otp_type in SMS_TYPES else ""}
-        return {"Email": email, "Name": (name or email.split("@")[0]).strip()[:200], "Order": order,
+        # The name the audit trail shows: the CRM's, else the whole address (never its local part: "john").
+        return {"Email": email, "Name": ((name or "").strip() or email)[:200], "Order": order,
                 "PrivateMessage": private_message, "SignatoryType": signatory_type, "OTP": otp}
 
     @staticmethod
@@ -333,22 +334,19 @@ class EviaProvider(Provider):
             name += ".pdf"
         return name
 
-    def _add_signatory(self, client: EviaClient, rid: str, body: dict) -> str:
-        """Add one person; after a crash between Evia's answer and our checkpoint, Evia refuses the same
-        email twice, so read the id back from the (guessed) request endpoint instead."""
-        try:
-            return client.add_signatory(rid, body)
-        except ProviderError as exc:
-            if exc.code != "400" or "already" not in exc.message.lower() or not guessed_endpoints_enabled():
-                raise
+    def _add_signatory(self, client: EviaClient, rid: str, body: dict, resumed: bool = False) -> str:
+        """Add one person.  Evia documents no refusal of the same email twice, so after a crash between its
+        answer and our checkpoint we look the person up first (the guessed request endpoint) rather than
+        count on an error; without that endpoint a resumed send may add them again."""
+        if resumed and guessed_endpoints_enabled():
             try:
                 people = ci_get(client.get_request(rid), "signatories", default=[]) or []
             except ProviderError:
-                raise exc from None
+                people = []
             for p in people:
                 if str(ci_get(p, "email", default="")).lower() == body["Email"].lower():
                     return str(ci_get(p, "signatoryId"))
-            raise
+        return client.add_signatory(rid, body)
 
     def _already_sent(self, client: EviaClient, rid: str) -> bool:
         """After a crash between "send started" and "sent": did Evia get it?  Asks the guessed status

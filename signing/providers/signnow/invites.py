@@ -71,26 +71,17 @@ def invite_fields(client, doc_id: str, spec: SendSpec, doc: dict, sender: str) -
         if spec.expiry_days is not None:
             item["expiration_days"] = spec.expiry_days
         if spec.reminder_days is not None:
-            item["reminder"] = reminder_object(spec.reminder_days)
+            item["reminder"] = spec.reminder_days  # documented: "in how many days to send a reminder"
         if spec.auth == "password":
             item.update(authentication_type="password", password=spec.auth_secret)
-        elif spec.auth == "sms":
-            item.update(authentication_type="phone", phone=signer.phone.replace(" ", ""), method="sms")
+        elif spec.auth == "sms":  # documented: authentication_type "phone" with the phone; SMS is its default
+            item.update(authentication_type="phone", phone=signer.phone.replace(" ", ""))
         to.append(item)
     body = {"to": to, "from": sender, **texts(spec)}
     if cc_emails(spec):
         body["cc"] = cc_emails(spec)
         body["cc_step"] = [{"name": f"CC {i + 1}", "email": e, "step": 1} for i, e in enumerate(cc_emails(spec))]
-    try:
-        post_invite(client, doc_id, body)
-    except ProviderError as exc:
-        if exc.code != "65536" or spec.reminder_days is None:
-            raise
-        # U-S3: an account on the older API may take only integer days.
-        log.info("signNow refused the reminder object (%s); retrying with integer days", exc.message)
-        for item in to:
-            item["reminder"] = spec.reminder_days
-        post_invite(client, doc_id, body)
+    post_invite(client, doc_id, body)
 
 
 def post_invite(client, doc_id: str, body: dict) -> dict:
@@ -127,6 +118,3 @@ def texts(spec: SendSpec) -> dict:
         out["message"] = spec.message[:2000]
     return out
 
-
-def reminder_object(days: int) -> dict:
-    return {"remind_after": days, "remind_repeat": min(days, 7)}

@@ -18,7 +18,7 @@ document first and never invites twice.
 Unconfirmed readings (spec §7) and what we do:
 U-S1 HMAC header encoding → accept hex or base64, else our registered header (webhooks.py);
 U-S2 ``with_history`` → ``1``, once more with ``yes`` if the PDF did not grow;
-U-S3 ``reminder`` → the object form, once more with integer days on 65536;
+``reminder`` → integer days, the documented form;
 U-S4 ``expiration_days`` → 3–180 on invite, ≤30 when replacing a signer;
 U-S5 subscription list/delete auth → Bearer, then Basic on 401/403;
 U-S6 ``document.fieldinvite.signed`` → a trigger only: the status is always re-read.
@@ -310,10 +310,14 @@ class SignNowProvider(Provider):
                         if exc.code != "65536":  # "already canceled/fulfilled": someone got there first
                             raise
             return
+        if not _open_field_invites(doc):
+            return  # nothing left to cancel (an earlier attempt did, or everyone has acted)
         try:
             self.client.json("PUT", f"/document/{doc_id}/fieldinvitecancel", {"reason": reason})
-        except ProviderError as exc:
-            if exc.code != "65615":  # "Field invite missing": already cancelled by an earlier attempt
+        except ProviderError:
+            # Re-read rather than guess from the code (65615 is documented only for replace): if the
+            # invites are gone meanwhile, someone else cancelled them; otherwise the error stands.
+            if _open_field_invites(self._document(doc_id)):
                 raise
 
     def replace_signer(self, request, old_email: str, new_email: str) -> None:
@@ -328,3 +332,7 @@ class SignNowProvider(Provider):
     # -- callbacks -------------------------------------------------------------------------------------
     def parse_webhook(self, body: bytes, headers: dict) -> list[WebhookEvent]:
         return webhooks.parse(body, headers, self.account.credentials or {})
+
+
+def _open_field_invites(doc: dict) -> list[dict]:
+    return [fi for fi in doc.get("field_invites") or [] if str(fi.get("status", "")).lower() in OPEN]

@@ -31,7 +31,7 @@ def replace_signer(client, request, old_email: str, new_email: str) -> None:
     new = next((fi for fi in invites if fi.get("email", "").lower() == new_email.lower()), None)
     if new is not None and old is None:
         return  # done already
-    auth = _replacement_auth(request.options or {})
+    auth = _replacement_auth(request)
     if old is not None:
         role_id, expiry = old.get("role_id"), _remaining_expiry(old)
         _delete_invite(client, old)
@@ -41,14 +41,20 @@ def replace_signer(client, request, old_email: str, new_email: str) -> None:
     _trigger(client, doc_id)
 
 
-def _replacement_auth(options: dict) -> dict:
-    """The new signer gets the same authentication as the old one, or we refuse before touching anything."""
-    if options.get("auth") == "password":
-        if not options.get("auth_secret"):
-            raise ProviderError("signNow: the signer is password-protected but the password is not kept; "
+def _replacement_auth(request) -> dict:
+    """The new signer gets the same authentication as the old one, or we refuse before touching anything.
+
+    The request's options keep the robot's ``signer_auth`` (pipeline.request_options); the password itself
+    is never in them.  If the request carries it encrypted (``signer_auth_secret``) it is used; otherwise
+    (it is erased once sent) the replacement is refused rather than sent unprotected."""
+    auth = str((request.options or {}).get("signer_auth") or "none")
+    if auth == "password":
+        secret = getattr(request, "signer_auth_secret", "") or ""
+        if not secret:
+            raise ProviderError("signNow: the signer is password-protected and the password is not kept; "
                                 "cancel and send again", permanent=True, code="unsupported")
-        return {"authentication_type": "password", "password": options["auth_secret"]}
-    if options.get("auth") == "sms":
+        return {"authentication_type": "password", "password": secret}
+    if auth == "sms":
         raise ProviderError("signNow: an SMS-authenticated signer cannot be replaced (the new signer's phone "
                             "is unknown); cancel and send again", permanent=True, code="unsupported")
     return {}

@@ -15,6 +15,7 @@ from . import docgen as _docgen  # noqa: F401  (register the document-generator 
 from . import methods as _methods  # noqa: F401  (register the REST methods)
 from . import methods_crm as _methods_crm  # noqa: F401  (register the CRM REST methods)
 from . import methods_placement as _methods_placement  # noqa: F401  (placements, triggers, notifications)
+from . import methods_robots as _methods_robots  # noqa: F401  (register the robot REST methods)
 from . import methods_timeline as _methods_timeline  # noqa: F401  (configurable activities, log messages)
 from . import methods_userfields as _methods_userfields  # noqa: F401  (user fields, smart-process types)
 from .cloud import Bitrix24Cloud

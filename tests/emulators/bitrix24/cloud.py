@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 from ..base import EmulatorServer, Request, json_response
 from .core import TOKEN_TTL, AccessToken, AuthCode, B24Error, RefreshToken, rand_hex, start_server
 
-DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e,im,userfieldconfig"
+DEFAULT_SCOPE = "bizproc,crm,user_basic,disk,documentgenerator,placement,sign.b2e,humanresources.hcmlink,im,userfieldconfig"
 
 if TYPE_CHECKING:  # portal.py imports this module; the annotation alone needs the name
     from .portal import Portal
@@ -23,9 +23,13 @@ class Bitrix24Cloud:
       ``oauth_delay``       -> seconds to sleep inside ``/oauth/token/`` (widens refresh race windows)
       ``second_event_send`` -> ``"error"`` (default) or ``"ignore"``: a second bizproc.event.send on a closed
                                workflow answers ``second_event_send_error`` or ``{"result": true}``
-      ``activity_log_requires_admin`` -> docs say admin, core has no check (U14); default False
+      ``activity_log_requires_admin`` -> the seed says admin, the core has no check (U14); default True (the
+                               stricter reading; docs/decisions.md)
       ``sign_error_status`` -> HTTP status of sign.b2e BAD_REQUEST errors: 400 as the core answers a
                                RestException (the seed's examples say 200; docs/decisions.md)
+      ``robot_update_top_placement`` -> True: bizproc.robot.update validates a top-level PLACEMENT_HANDLER
+                               when FIELDS turn the placement on (some core versions)
+      ``robot_add_race``    -> True: a duplicate bizproc.robot.add fails as ERROR_ACTIVITY_ADD_FAILURE
       ``queue_timeout``     -> seconds the queue server waits for our handler
       ``file_header_check`` -> False disables the "browser-like headers" 404 on file downloads
     """
@@ -44,8 +48,10 @@ class Bitrix24Cloud:
         # What the core answers a send to a finished workflow: CBPRuntime's "workflow not found" as a
         # RestException with the code "404" (docs/decisions.md).
         self.second_event_send_error = (400, "404", "Бизнес-процесс не найден")
-        self.activity_log_requires_admin = False
+        self.activity_log_requires_admin = True
         self.sign_error_status = 400
+        self.robot_update_top_placement = True
+        self.robot_add_race = False
         self.queue_timeout = 10.0
         # How the queue server reaches the app: None = real HTTP; or fn(url, pairs, headers) -> response
         # with .status_code and .text (tests plug Django's test client in here).

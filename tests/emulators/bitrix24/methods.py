@@ -12,6 +12,22 @@ from .portal import Ctx, MethodResult
 
 METHODS: dict = {}
 SCOPES: dict[str, tuple] = {}  # method -> any-of scopes (empty: no scope needed)
+ALL_SCOPES: dict[str, frozenset] = {}  # method -> scopes the method itself checks, all of them
+
+
+def needs_all_scopes(name: str, *scopes: str) -> None:
+    """The method checks these scopes itself (sign.b2e's controllers): without any of them the core answers
+    403 ``ACCESS_DENIED`` "Access denied!", not ``insufficient_scope``."""
+    ALL_SCOPES[name] = frozenset(scopes)
+
+
+def check_scopes(name: str, granted: set) -> None:
+    need = SCOPES.get(name) or ()
+    if need and not granted.intersection(need):
+        raise B24Error("insufficient_scope", "The request requires higher privileges than provided by the access token",
+                       401)
+    if not ALL_SCOPES.get(name, frozenset()) <= granted:
+        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
 
 
 def method(name: str, *scopes: str):
@@ -36,11 +52,7 @@ def call_method(ctx: Ctx, name: str, params: dict):
     fn = METHODS.get(name)
     if fn is None:
         raise B24Error("ERROR_METHOD_NOT_FOUND", "Method not found!", 404)
-    need = SCOPES.get(name) or ()
-    granted = set(re.split(r"[,\s]+", portal.cloud.scope))
-    if need and not granted.intersection(need):
-        raise B24Error("insufficient_scope", "The request requires higher privileges than provided by the access token",
-                       403)
+    check_scopes(name, set(re.split(r"[,\s]+", portal.cloud.scope)))
     refusal = portal.method_refusal(name)
     if refusal is not None:
         raise refusal
@@ -105,6 +117,17 @@ def _php_array(d: dict):
     return d
 
 
+BATCH_MAX = 50
+
+
+def _batch_overflow(items: list) -> tuple[list, dict]:
+    """The core runs the first 50 commands and answers each extra one in ``result_error`` with
+    ``ERROR_BATCH_LENGTH_EXCEEDED`` (the whole call still HTTP 200)."""
+    extra = {key: {"error": "ERROR_BATCH_LENGTH_EXCEEDED", "error_description": "Max batch length exceeded"}
+             for key, _ in items[BATCH_MAX:]}
+    return items[:BATCH_MAX], extra
+
+
 def batch(ctx: Ctx, params: dict, start: float) -> dict:
     portal = ctx.portal
     cmd = params.get("cmd") or {}
@@ -117,11 +140,11 @@ def batch(ctx: Ctx, params: dict, start: float) -> dict:
         listish = all(k.isdigit() for k, _ in items)
     else:
         raise B24Error("INVALID_REQUEST", "cmd must be an array", 400)
-    if len(items) > 50:
-        raise B24Error("ERROR_BATCH_LENGTH_EXCEEDED", "Max batch length exceeded", 400)
+    items, overflow = _batch_overflow(items)
     with portal.lock:
         portal.stats.batch_calls += 1
     results, errors, totals, nexts, times = {}, {}, {}, {}, {}
+    errors.update(overflow)
     inner = Ctx(portal, ctx.token, ctx.user, in_batch=True)
     for key, q in items:
         t0 = time.time()
@@ -293,134 +316,6 @@ def event_unbind(ctx: Ctx, p):
     return {"count": count}
 
 
-# ====================================================================== robots (§4.5)
-CODE_RE = re.compile(r"^[a-z0-9.\-_]+$", re.I)
-PROP_RE = re.compile(r"^[a-z][a-z0-9_]*$", re.I)
-
-
-def _vf(text: str) -> B24Error:
-    return B24Error("ERROR_ACTIVITY_VALIDATION_FAILURE", text, 400)
-
-
-def _require_admin(ctx: Ctx) -> None:
-    if not ctx.is_admin:
-        raise B24Error("ACCESS_DENIED", "Access denied!", 400)
-
-
-def _validate_code(code) -> None:
-    if not code:
-        raise _vf("Empty activity code!")
-    if not isinstance(code, str) or not CODE_RE.match(code):
-        raise _vf("Wrong activity code!")
-
-
-def _norm_props(props) -> dict:
-    """Validate PROPERTIES/RETURN_PROPERTIES and upper-case the attribute keys, as the core does."""
-    if isinstance(props, list):  # a PHP list: keys 0..n-1
-        props = {str(i): v for i, v in enumerate(props)}
-    if not isinstance(props, dict):
-        raise _vf("Wrong properties array!")
-    if not props:
-        raise _vf("Wrong property key (0)!")
-    out = {}
-    for key, value in props.items():
-        if not PROP_RE.match(str(key)):
-            raise _vf(f"Wrong property key ({key})!")
-        attrs = upper(value) if isinstance(value, dict) else {}
-        if not attrs.get("NAME"):
-            raise _vf(f"Empty property NAME ({key})!")
-        out[key] = attrs
-    return out
-
-
-def _validate_fields(ctx: Ctx, d: dict, partial: bool) -> dict:
-    cloud = ctx.portal.cloud
-    if not partial or "HANDLER" in d:
-        _check_handler(cloud, d.get("HANDLER"))
-    if (not partial or "NAME" in d) and not d.get("NAME"):
-        raise _vf("Empty activity NAME!")
-    for k in ("PROPERTIES", "RETURN_PROPERTIES"):
-        if k in d:
-            d[k] = _norm_props(d[k])
-    if "DOCUMENT_TYPE" in d:
-        dt = d["DOCUMENT_TYPE"]
-        if not (isinstance(dt, list) and len(dt) == 3 and all(isinstance(x, str) and x for x in dt)):
-            raise _vf("Wrong activity DOCUMENT_TYPE!")
-    if "FILTER" in d:
-        f = d["FILTER"]
-        if not isinstance(f, dict) or any(str(k).upper() not in ("INCLUDE", "EXCLUDE") for k in f) \
-                or any(not isinstance(v, list) for v in f.values()):
-            raise _vf("Wrong activity FILTER!")
-    if not partial and str(d.get("USE_PLACEMENT", "")).upper() == "Y":
-        _check_handler(cloud, d.get("PLACEMENT_HANDLER"))
-    elif partial and "PLACEMENT_HANDLER" in d:
-        _check_handler(cloud, d.get("PLACEMENT_HANDLER"))
-    for k in ("USE_SUBSCRIPTION", "USE_PLACEMENT"):
-        if k in d and isinstance(d[k], bool):
-            d[k] = "Y" if d[k] else "N"
-    return d
-
-
-@method("bizproc.robot.add", "bizproc")
-def robot_add(ctx: Ctx, p):
-    _require_admin(ctx)
-    d = upper(p)
-    if not d:
-        raise _vf("Empty data!")
-    _validate_code(d.get("CODE"))
-    d = _validate_fields(ctx, d, partial=False)
-    portal = ctx.portal
-    with portal.lock:
-        if d["CODE"] in portal.robots:
-            raise B24Error("ERROR_ACTIVITY_ALREADY_INSTALLED", "Activity or Robot already installed!", 400)
-        d.setdefault("AUTH_USER_ID", ctx.token.user_id)
-        portal.robots[d["CODE"]] = d
-    return True
-
-
-@method("bizproc.robot.update", "bizproc")
-def robot_update(ctx: Ctx, p):
-    _require_admin(ctx)
-    d = upper(p)
-    code = d.get("CODE")
-    _validate_code(code)
-    portal = ctx.portal
-    if code not in portal.robots:
-        raise B24Error("ERROR_ACTIVITY_NOT_FOUND", "Activity or Robot not found!", 400)
-    fields = upper(d.get("FIELDS")) if isinstance(d.get("FIELDS"), dict) else {}
-    fields.pop("CODE", None)
-    if not fields:
-        raise _vf("No fields to update")
-    fields = _validate_fields(ctx, fields, partial=True)
-    with portal.lock:
-        robot = portal.robots[code]
-        merged = {**robot, **fields}
-        if str(merged.get("USE_PLACEMENT", "")).upper() == "Y":
-            _check_handler(portal.cloud, merged.get("PLACEMENT_HANDLER"))
-        elif str(merged.get("USE_PLACEMENT", "")).upper() == "N":
-            merged.pop("PLACEMENT_HANDLER", None)  # USE_PLACEMENT=N removes the settings placement
-        robot.clear()
-        robot.update(merged)
-    return True
-
-
-@method("bizproc.robot.list", "bizproc")
-def robot_list(ctx: Ctx, p):
-    return list(ctx.portal.robots)
-
-
-@method("bizproc.robot.delete", "bizproc")
-def robot_delete(ctx: Ctx, p):
-    _require_admin(ctx)
-    code = upper(p).get("CODE")
-    _validate_code(code)
-    with ctx.portal.lock:
-        if code not in ctx.portal.robots:
-            raise B24Error("ERROR_ACTIVITY_NOT_FOUND", "Activity or Robot not found!", 400)
-        del ctx.portal.robots[code]
-    return True
-
-
 # ====================================================================== bizproc.event.send / activity.log (§4.3–4.4)
 def _internalize(ptype: str, multiple: bool, value, options=None):
     if multiple:
@@ -483,13 +378,18 @@ def event_send(ctx: Ctx, p):
     return True
 
 
+def _activity_log_admin_only(ctx: Ctx) -> None:
+    """The seed: bizproc.activity.log is for administrators (``activity_log_requires_admin``, default on)."""
+    if ctx.portal.cloud.activity_log_requires_admin and not ctx.is_admin:
+        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
+
+
 @method("bizproc.activity.log", "bizproc")
 def activity_log(ctx: Ctx, p):
-    portal, cloud = ctx.portal, ctx.portal.cloud
+    portal = ctx.portal
     with portal.lock:
         portal.stats.activity_log_calls += 1
-    if cloud.activity_log_requires_admin and not ctx.is_admin:
-        raise B24Error("ACCESS_DENIED", "Access denied!", 403)
+    _activity_log_admin_only(ctx)
     d = upper(p)
     with portal.lock:
         wf, live = _token_workflow(ctx, d.get("EVENT_TOKEN"))

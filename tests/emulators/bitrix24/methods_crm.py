@@ -8,7 +8,7 @@ import time
 
 from .core import B24Error, iso
 from .crm import ENTITY_NAMES, camel_to_upper, entity_id_for, is_dynamic, supported_type
-from .methods import method, upper
+from .methods import method, needs_all_scopes, upper
 from .portal import Ctx, MethodResult
 
 
@@ -306,6 +306,10 @@ def sign_send(ctx: Ctx, p):
 @method("sign.b2e.document.get", "sign.b2e")
 def sign_get(ctx: Ctx, p):
     return ctx.portal.sign.get(p)
+
+
+for _name in ("sign.b2e.company.provider.list", "sign.b2e.document.send", "sign.b2e.document.get"):
+    needs_all_scopes(_name, "sign.b2e", "crm", "humanresources.hcmlink")
 
 
 @method("sign.b2e.mysafe.tail", "sign.b2e")

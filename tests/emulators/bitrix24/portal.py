@@ -83,7 +83,8 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self.files: dict[int, dict] = {}
         self._file_seq = 0
         self._fail_next: list[tuple[int, str, str]] = []
-        self.method_refusals: dict[str, list] = {}  # method -> [status, code, text, times left (None: always)]
+        self.method_refusals: dict[str, list] = {}
+        self.stale_robot_list: list | None = None  # what bizproc.robot.list shows instead, when set  # method -> [status, code, text, times left (None: always)]
         self._outage_until = 0.0
         self._outage_status = 503
         self.crm = Crm(self)

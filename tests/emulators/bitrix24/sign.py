@@ -12,14 +12,16 @@ from ..pdf import is_pdf, make_pdf
 from .core import B24Error, iso, rand_hex
 
 ROLES = ("signer", "assignee", "reviewer", "editor")
+SINGLE_ROLES = ("assignee", "reviewer", "editor")
 PARTY = {"signer": 0, "assignee": 1, "reviewer": 2, "editor": 3}
-DOC_STATE_NAMES = {"sent": "Sent", "in_progress": "In progress", "signing": "Signing in progress", "done": "Signed",
-                   "stopped": "Stopped"}
+# The codes the core reports (sign's B2e document and member statuses), not the docs' examples.
+DOC_STATE_NAMES = {"new": "New", "signing": "Signing in progress", "stopped": "Stopped", "done": "Signed"}
 # main/lib/io/path.php (Path::validateFilename): these characters, control bytes and U+202E are refused.
 INVALID_FILENAME_CHARS = "\\/:*?\"'<>|~#&;"
 INVALID_FILENAME_RE = re.compile("[" + re.escape(INVALID_FILENAME_CHARS) + "\x00-\x1f\u202e]")
-MEMBER_STATE_NAMES = {"waiting": "Waiting", "signed": "Signed", "done": "Signed", "refused": "Refused",
+MEMBER_STATE_NAMES = {"wait": "Waiting", "ready": "Ready to sign", "done": "Signed", "refused": "Refused",
                       "stopped": "Stopped"}
+OPEN_MEMBER = ("wait", "ready")
 
 
 def valid_filename(name) -> bool:
@@ -124,6 +126,10 @@ class SignB2e:
         if "assignee" not in roles:
             raise self.error("At least one signing party with role assignee is required")
         member_users = [(self._resolve_member(m), m["role"]) for m in members]
+        # The core keeps one assignee, reviewer and editor: each later one replaces the earlier.
+        for role in SINGLE_ROLES:
+            last = [mu for mu in member_users if mu[1] == role][-1:]
+            member_users = [mu for mu in member_users if mu[1] != role or mu in last]
         resp_role = f["responsible"].get("role") or "assignee"
         if resp_role not in ROLES:
             raise self.error(f"Invalid role {resp_role}")
@@ -172,11 +178,12 @@ class SignB2e:
             raise B24Error("INTERNAL_ERROR", "Internal error", 500)
         doc_uid = str(uuid.uuid4())
         doc = {
-            "uid": doc_uid, "state": "sent", "title": name.rsplit(".", 1)[0], "file_name": name, "content": content,
+            "uid": doc_uid, "state": "new", "title": name.rsplit(".", 1)[0], "file_name": name, "content": content,
             "external_id": str(ext["externalId"]), "external_date_create": ext["externalDateCreate"],
             "provider_uid": provider["uid"], "company_crm_id": int(company["crmId"]),
             "responsible": responsible, "creator_id": ctx.token.user_id, "created": time.time(), "signed_file": None,
-            "members": [{"uid": rand_hex(8), "role": role, "party": PARTY[role], "userId": uid, "state": "waiting"}
+            "members": [{"uid": rand_hex(8), "role": role, "party": PARTY[role], "userId": uid,
+                         "state": "ready" if role in ("signer", "assignee") else "wait"}
                         for uid, role in member_users],
             "language": params.get("language") or f.get("language") or "en",
         }
@@ -226,15 +233,15 @@ class SignB2e:
             doc = self.documents[document_uid]
             if doc["state"] in ("done", "stopped"):
                 raise ValueError(f"document {document_uid} is already {doc['state']}")
-            member = next((m for m in doc["members"] if m["userId"] == int(user_id) and m["state"] == "waiting"
+            member = next((m for m in doc["members"] if m["userId"] == int(user_id) and m["state"] in OPEN_MEMBER
                            and m["role"] in ("signer", "assignee")), None)
             if member is None:
                 raise KeyError(f"no waiting signer/assignee user {user_id} on {document_uid}")
             if action == "signs":
-                member["state"] = "signed"
+                member["state"] = "done"
                 changes.append(("ONSIGNB2EMEMBERSTATUSCHANGED", {"memberUid": member["uid"], "documentUid": doc["uid"],
                                                                  "statusCode": "done", "statusName": "Signed"}))
-                pending = [m for m in doc["members"] if m["role"] in ("signer", "assignee") and m["state"] == "waiting"]
+                pending = [m for m in doc["members"] if m["role"] in ("signer", "assignee") and m["state"] in OPEN_MEMBER]
                 if pending:
                     if doc["state"] != "signing":
                         doc["state"] = "signing"
@@ -260,7 +267,7 @@ class SignB2e:
                                                                  "statusCode": "refused", "statusName": "Refused"}))
                 doc["state"] = "stopped"
                 for m in doc["members"]:
-                    if m["state"] == "waiting":
+                    if m["state"] in OPEN_MEMBER:
                         m["state"] = "stopped"
                 changes.append(("ONSIGNB2EDOCUMENTSTATUSCHANGED", {
                     "documentUid": doc["uid"], "statusCode": "stopped", "statusName": "Stopped"}))
@@ -276,7 +283,7 @@ class SignB2e:
             doc = self.documents[document_uid]
             doc["state"] = "stopped"
             for m in doc["members"]:
-                if m["state"] == "waiting":
+                if m["state"] in OPEN_MEMBER:
                     m["state"] = "stopped"
         return self._events(doc, [("ONSIGNB2EDOCUMENTSTATUSCHANGED", {
             "documentUid": doc["uid"], "statusCode": "stopped", "statusName": "Stopped"})])

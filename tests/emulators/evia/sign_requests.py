@@ -154,8 +154,6 @@ class SignRequestsMixin:
         with self.lock:
             if rq["status"] != "draft":
                 return _bad("Signatories can only be added before the request is sent.")
-            if any(s["email"].lower() == b["email"].lower() for s in rq["signatories"]):
-                return _field_err("Email", "This email is already a signatory of the request.")
             sid = str(uuid.uuid4())
             rq["signatories"].append({
                 "signatoryId": sid, "email": b["email"], "name": b["name"], "order": order, "type": st,

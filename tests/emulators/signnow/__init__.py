@@ -36,9 +36,9 @@ Readings chosen where the spec marks a point UNCONFIRMED (§7), each switchable 
   top level of the subscription body.  No signature header without a secret.  No retries.
 * U-S2 ``with_history``: values in ``with_history_values`` (default ``("1",)``, the OAS reading) append one
   "Document history" page; add ``"yes"`` to emulate the Python-SDK reading.
-* U-S3 ``reminder``: both the integer-days and the ``{remind_after, remind_before, remind_repeat}`` object are
-  accepted; ``reminder_readings = {"int"}`` or ``{"object"}`` rejects the other with 65536.
-* U-S4 ``expiration_days`` on invite: ``expiration_days_range = (3, 180)`` (MCP); ≤30 on ``POST /field_invite``.
+* ``reminder``: integer days only, as documented (an object is 65536 "reminder must be an integer.").
+* ``expiration_days`` on invite: a positive integer (no range is documented); ≤30 on ``POST /field_invite``.
+* A field invite's ``to[]`` takes only the documented keys (anything else, e.g. ``method``, is 65536).
 * U-S5 subscription GET/PUT/DELETE: Bearer **or** Basic app token accepted (POST needs Bearer).
 * U-S6 ``document.fieldinvite.signed`` is posted once per signer who finishes (third-party reading);
   ``document.complete`` once after the last signature.

@@ -32,8 +32,7 @@ class SignNowEmulator(AuthMixin, DocumentsMixin, InvitesMixin, InviteLifecycleMi
         # switches (see module docstring)
         self.webhook_secret_encoding = "hex"
         self.with_history_values: tuple = ("1",)
-        self.reminder_readings = {"int", "object"}
-        self.expiration_days_range = (3, 180)
+        self.cancel_refusal: tuple[int, str] | None = None  # the next fieldinvitecancel answers this error
         self.declined_invite_status: str | None = None
         self.expired_invite_status: str | None = None
         self.history_shape = "array"

@@ -127,6 +127,10 @@ class InviteLifecycleMixin:
         if not isinstance(reason, str) or not reason.strip():
             return _err(65536, "The reason value must not be empty string.")
         with self.lock:
+            if self.cancel_refusal:  # a refusal signNow may give for other reasons (tests set it)
+                code, message = self.cancel_refusal
+                self.cancel_refusal = None
+                return _err(code, message)
             if not doc["field_invites"] and not doc["staged_invites"]:
                 return _err(65615, "Field invite missing on this document.")
             for fi in doc["field_invites"] + doc["staged_invites"]:
