@@ -12,7 +12,7 @@ from __future__ import annotations
 from signing.base import ProviderError, ProviderTemplate, SendSpec
 
 from .documents import as_int
-from .invites import post_invite, reminder_object, signers_of, texts
+from .invites import post_invite, signers_of, texts
 
 
 def _roles(doc: dict) -> list[str]:
@@ -110,7 +110,7 @@ def invite_roles(client, doc_id: str, spec: SendSpec, doc: dict, sender: str) ->
         if spec.expiry_days is not None:
             item["expiration_days"] = spec.expiry_days
         if spec.reminder_days is not None:
-            item["reminder"] = reminder_object(spec.reminder_days)
+            item["reminder"] = spec.reminder_days  # integer days, as invites.invite_fields sends it
         if spec.auth == "password":
             item.update(authentication_type="password", password=spec.auth_secret)
         elif spec.auth == "sms":
