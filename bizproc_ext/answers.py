@@ -102,7 +102,10 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
 
     Returns False when the call had already been answered (or is being answered elsewhere).
     """
-    values = declared_only(call.code, {k: ("" if v is None else v) for k, v in values.items()})
+    values = {k: ("" if v is None else v) for k, v in values.items()}
+    if getattr(call, "open_request", "") and "open_request" in _declared(call.code):
+        values.setdefault("open_request", call.open_request)
+    values = declared_only(call.code, values)
     if call.use_subscription:
         _wait_while_blocked(call.portal)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
@@ -175,6 +178,11 @@ def answer_waiting_calls(req: SignatureRequest) -> None:
             answer(call, result_values(req), f"Signature request {req.status}: {signer_summary(req)}")
         except AnswerPending as exc:  # still pending: the answer_finished_requests sweep tries again
             log.info("answer for waiting call %s deferred: %s", call.pk, exc)
+
+
+def _declared(robot_code: str) -> dict:
+    robot = catalogue().get(robot_code)
+    return robot.return_properties if robot else {}
 
 
 def declared_only(robot_code: str, values: dict) -> dict:

@@ -158,7 +158,8 @@ class Resolver:
             signers.append(Signer(email=emails[0], name=name, phone=phones[0] if phones else ""))
         return signers
 
-    def signers(self) -> list[Signer]:
+    def signers(self, extra: list[Signer] = ()) -> list[Signer]:
+        """``extra``: signers found elsewhere (bizproc_ext.signer_fields: the item's own fields), listed last."""
         props = self.props
         signers: list[Signer] = []
         for email in _as_list(props.get("signer_emails")):
@@ -169,13 +170,14 @@ class Resolver:
                     signers.append(Signer(email=part))
         signers += [self.user_signer(u) for u in _as_list(props.get("signer_users"))]
         signers += self.contact_signers()
+        signers += list(extra)
         unique, seen = [], set()
         for s in signers:
             if s.email.lower() not in seen:
                 seen.add(s.email.lower())
                 unique.append(s)
         if not unique:
-            raise InputError("no signers: set emails, employees or contacts in the robot's settings")
+            raise InputError("no signers: set emails, employees, contacts or signer fields in the robot's settings")
         parallel = props.get("signing_order") == "parallel"
         for i, s in enumerate(unique, start=1):
             s.order = 1 if parallel else i
@@ -213,7 +215,7 @@ class Resolver:
             if not info.get("DOWNLOAD_URL"):
                 raise InputError("the Drive file cannot be read")
             return self._portal_link(str(info["DOWNLOAD_URL"])), str(info.get("NAME") or "document.pdf"), True
-        if source == "docgen":
+        if source in ("docgen", "template"):  # template: bizproc_ext.sources put the generated one here
             doc = (self.reads.get("docgen") or {}).get("document") or self.reads.get("docgen") or {}
             url = doc.get("pdfUrlMachine") or doc.get("pdfUrl")
             if not url:

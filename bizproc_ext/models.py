@@ -68,6 +68,9 @@ class RobotCall(models.Model):
     answer_error = models.TextField(blank=True)
     answer_attempts = models.PositiveIntegerField(default=0)  # bizproc.event.send tries (capped)
 
+    # What the send robot found for the same item and document: none | returned | replaced | another
+    # (bizproc_ext/duplicates.py); part of every answer to this call.
+    open_request = models.CharField(max_length=10, blank=True)
     signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True,
                                           on_delete=models.SET_NULL, related_name="robot_calls")
     created_at = models.DateTimeField(default=timezone.now, db_index=True)

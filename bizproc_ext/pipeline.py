@@ -24,7 +24,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import lease, proof
+from . import duplicates, lease, proof, roles, signer_fields, sources
 from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -190,38 +190,43 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         resolver.read_crm()  # the call's first request carries its proof (proof.first_request)
     proof.prove(call, resolver.client)  # a no-op once proven; nothing below happens for a forged call
     if req is None:
-        account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
-        if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
-            raise InputError(f"{account.provider} documents are sent with the HR document robot")
-        signers = resolver.kedo_members() if kedo else resolver.signers()
-        options = request_options(props, kedo)
-        title = props.get("title") or resolver.title()
-        with transaction.atomic():
-            req = services.create_request(call.portal, account, title=title, signers=signers,
-                                          entity=call.entity, options=options)
-            RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
-            call.signature_request = req
+        key = duplicates.source_key(props)
+        with duplicates.guarded(call, key):
+            if not kedo and _settled_by_open_request(call, key, client):
+                erase(call, catalogue()[call.code])  # nothing sent: the signer's password is not needed
+                return
+            req = _create_request(call, resolver, kedo, key)
         logcontext.bind(request=str(req.public_id)[:8])
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
-        document = resolver.download()
+        template_id = req.options.get("provider_template_id") or ""
+        if props.get("document_source") == "template" and not template_id:
+            resolver.reads["docgen"] = {"document": sources.generated_document(call, req, client)}
+        document = None if template_id else resolver.download()  # a provider template is the document
+        extra = []
         try:
+            extra = sources.extra_documents(resolver, client)
             spec = SendSpec(
                 request_id=str(req.public_id), title=req.title, document=document,
-                signers=[_signer(s) for s in req.signers.all()], cc=list(props.get("cc_emails") or []),
+                signers=[_signer(s, req.options.get("template_roles")) for s in req.signers.all()],
+                cc=list(props.get("cc_emails") or []),
                 subject=props.get("subject") or _default_subject(defaults, req.title),
                 message=props.get("message") or "",
                 expiry_days=props.get("expiry_days") or defaults.expiry_days or None,
                 reminder_days=_reminder_days(props.get("reminder_days"), defaults.reminder_days),
                 auth=props.get("signer_auth") or "none", auth_secret=unseal(props.get("signer_auth_secret")),
-                options=req.options)
+                options=req.options, template_id=template_id, prefill=req.options.get("prefill") or {},
+                delivery=req.options.get("delivery") or "email", extra_documents=extra)
             services.send_request(req, document, spec)
         finally:
-            Path(document.path).unlink(missing_ok=True)
+            for file in [document, *extra]:
+                if file is not None:
+                    Path(file.path).unlink(missing_ok=True)
     erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
+    sent_line += OPEN_REQUEST_NOTES.get(call.open_request, "")
     if props.get("wait") and not req.is_terminal:
         RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.WAITING)
         log_line(call, sent_line + "; waiting for the signers", client)
@@ -229,7 +234,107 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         if req.is_terminal:  # it finished while we were logging: make sure somebody answers
             answer_waiting_calls(req)
         return
-    answer(call, services.result_values(req), sent_line, client=client)
+    answer(call, {**services.result_values(req), **_links(req)}, sent_line, client=client)
+
+
+def _links(req: SignatureRequest) -> dict:
+    """``signing_links`` for a request sent with "I send the link myself" (issued once, then kept)."""
+    if req.options.get("delivery") != "link" or req.is_terminal:
+        return {}
+    stored = req.signing_links or services.issue_signing_links(req, source="robot")
+    return {"signing_links": services.links_text(stored)}
+
+
+def _template_setup(account, resolver: Resolver) -> tuple[list, dict]:
+    """Role-mapped signers and the prefill values, checked against what the provider can do."""
+    props, provider = resolver.props, account.provider_impl()
+    template_id = str(props.get("provider_template_id") or "").strip()
+    provider.require("templates" if template_id else "text_tags")
+    if props.get("prefill_fields") and not template_id:
+        raise InputError("prefilled fields need a provider template")
+    signers = roles.template_signers(resolver)
+    extra = {"template_roles": {s.email.lower(): s.template_role for s in signers}}
+    if template_id:
+        extra.update(provider_template_id=template_id, prefill=roles.prefill_values(resolver))
+    return signers, extra
+
+
+def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -> SignatureRequest:
+    props = call.properties
+    account = services.pick_account(call.portal, "b24kedo" if kedo else props.get("provider"))
+    if not kedo and all_providers().get(account.provider) and all_providers()[account.provider].via_robot != "send":
+        raise InputError(f"{account.provider} documents are sent with the HR document robot")
+    options = {**request_options(props, kedo), "source_key": key}
+    if not kedo and props.get("extra_documents"):
+        account.provider_impl().require("document_group")
+    if not kedo and props.get("delivery") == "link":
+        account.provider_impl().require("signing_links")
+        options["delivery"] = "link"
+    if kedo:
+        signers = resolver.kedo_members()
+    elif props.get("provider_template_id") or (props.get("text_tags") and props.get("template_roles")):
+        signers, extra = _template_setup(account, resolver)
+        options.update(extra)
+    else:
+        if props.get("text_tags"):
+            account.provider_impl().require("text_tags")
+        signers = resolver.signers(signer_fields.signers(resolver))
+    title = props.get("title") or resolver.title()
+    with transaction.atomic():
+        req = services.create_request(call.portal, account, title=title, signers=signers,
+                                      entity=call.entity, options=options)
+        RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
+        call.signature_request = req
+    return req
+
+
+OPEN_REQUEST_NOTES = {
+    duplicates.REPLACED: "; the open request for the same document was cancelled first",
+    duplicates.SENT_ANOTHER: "; an open request for the same document exists and was kept",
+}
+
+
+def _note_open_request(call: RobotCall, what: str) -> None:
+    # A retry after "replaced" finds no open request any more: it stays "replaced".
+    if call.open_request == duplicates.REPLACED and what == duplicates.NONE:
+        return
+    RobotCall.objects.filter(pk=call.pk).update(open_request=what)
+    call.open_request = what
+
+
+def _settled_by_open_request(call: RobotCall, key: str, client: B24Client) -> bool:
+    """The robot fired again for an item whose document is already out: True when answered (nothing sent)."""
+    mode = call.properties.get("if_open_exists") or duplicates.RETURN
+    existing = duplicates.open_request(call, key)
+    if existing is None:
+        _note_open_request(call, duplicates.NONE)
+        return False
+    if mode == duplicates.ANOTHER:
+        _note_open_request(call, duplicates.SENT_ANOTHER)
+        return False
+    if mode == duplicates.REPLACE:
+        reason = "Replaced: the automation rule sent the same document again"
+        if existing.send_phase == "sent":
+            services.cancel_request(existing, reason, source="robot")
+        else:  # never reached the provider: nothing to cancel there
+            existing.move_to(states.CANCELLED, message=reason, source="robot")
+        existing.log("replaced", f"replaced by robot call {call.pk}", source="robot")
+        _note_open_request(call, duplicates.REPLACED)
+        return False
+    _note_open_request(call, duplicates.RETURNED)
+    RobotCall.objects.filter(pk=call.pk).update(signature_request=existing)
+    call.signature_request = existing
+    existing.log("returned", f"robot fired again (call {call.pk}): this open request was returned", source="robot")
+    line = f"b24sign: \"{existing.title}\" is already out for signature ({existing.status}); nothing sent again"
+    if call.properties.get("wait"):
+        RobotCall.objects.filter(pk=call.pk).update(state=RobotCall.WAITING)
+        log_line(call, line + "; waiting for the signers", client)
+        existing.refresh_from_db()
+        if existing.is_terminal:
+            answer_waiting_calls(existing)
+        return True
+    answer(call, {**services.result_values(existing), **_links(existing)}, line, client=client)
+    return True
 
 
 def _default_subject(defaults, title: str) -> str:
@@ -249,16 +354,18 @@ def request_options(props: dict, kedo: bool) -> dict:
         names = {"company_id": "company_id", "provider_uid": "provider_uid",
                  "region_document_type": "region_document_type", "responsible": "responsible_user_id"}
     else:
-        names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject")}
+        names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject",
+                                 "text_tags")}
     return {ours: props.get(key) for key, ours in names.items() if props.get(key) not in (None, "")}
 
 
 KEDO_ROLES = ("signer", "assignee", "reviewer", "editor")
 
 
-def _signer(row):
+def _signer(row, template_roles: dict | None = None):
     return Signer(email=row.email, name=row.name, order=row.order, role=row.role, phone=row.phone,
-                  user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "")
+                  user_id=row.user_id, kedo_role=row.role if row.role in KEDO_ROLES else "",
+                  template_role=(template_roles or {}).get(row.email.lower(), ""))
 
 
 def _request_for(call: RobotCall) -> SignatureRequest:

@@ -102,6 +102,8 @@ DOCUMENT_SOURCES = {
     "disk": t("Bitrix24 Drive file", "Файл на Диске", "Datei auf Drive"),
     "docgen": t("Document generator document", "Документ из генератора", "Dokument aus dem Generator"),
     "url": t("Link (https)", "Ссылка (https)", "Link (https)"),
+    "template": t("Document template (generated for the item)", "Шаблон документа (сформировать по элементу)",
+                  "Dokumentvorlage (für das Element erstellt)"),
 }
 
 DOCUMENT_PROPS: dict[str, Prop] = {
@@ -114,6 +116,13 @@ DOCUMENT_PROPS: dict[str, Prop] = {
     "document_id": Prop(t("Drive file or generated document ID", "ID файла на Диске или документа",
                           "ID der Drive-Datei oder des Dokuments"), "string"),
     "document_url": Prop(t("Document link", "Ссылка на документ", "Dokument-Link")),
+    "template_id": Prop(t("Document template", "Шаблон документа", "Dokumentvorlage"),
+                        description=t("ID of the document generator template", "ID шаблона генератора документов",
+                                      "ID der Vorlage des Dokumentgenerators")),
+    "template_values": Prop(t("Template: extra values", "Шаблон: дополнительные значения",
+                              "Vorlage: zusätzliche Werte"), "text",
+                            description=t("Name=value, one per line", "Имя=значение, по одному в строке",
+                                          "Name=Wert, einer pro Zeile")),
 }
 
 RESULT_PROPS: dict[str, Prop] = {
@@ -123,6 +132,45 @@ RESULT_PROPS: dict[str, Prop] = {
     "signed_file_url": Prop(t("Signed document link", "Ссылка на подписанный документ",
                               "Link zum signierten Dokument")),
     "error": Prop(t("Error", "Ошибка", "Fehler"), "text"),
+}
+
+# No double sends at business level (bizproc_ext/duplicates.py).
+IF_OPEN_EXISTS_PROP = Prop(
+    t("If an open request exists for this item (same document)",
+      "Если по элементу уже есть незавершённый запрос (тот же документ)",
+      "Wenn für das Element eine offene Anfrage besteht (gleiches Dokument)"),
+    "select", default="return",
+    options={"return": t("Return it, send nothing", "Вернуть его, ничего не отправлять",
+                         "Diese zurückgeben, nichts senden"),
+             "replace": t("Cancel it and send again", "Отменить его и отправить заново",
+                          "Stornieren und neu senden"),
+             "another": t("Send another one", "Отправить ещё один", "Eine weitere senden")})
+OPEN_REQUEST_RESULT = Prop(t("Open request found", "Найден незавершённый запрос", "Offene Anfrage gefunden"),
+                           description=t("none, returned, replaced or another",
+                                         "none, returned, replaced или another",
+                                         "none, returned, replaced oder another"))
+
+# Provider templates with role mapping and prefill (bizproc_ext/roles.py); signNow only for now.
+PROVIDER_TEMPLATE_PROPS: dict[str, Prop] = {
+    "provider_template_id": Prop(
+        t("Provider template (instead of the document)", "Шаблон сервиса подписи (вместо документа)",
+          "Vorlage des Anbieters (statt des Dokuments)"),
+        description=t("signNow template ID from the connected account", "ID шаблона signNow из подключённого "
+                      "аккаунта", "ID der signNow-Vorlage aus dem verbundenen Konto")),
+    "template_roles": Prop(
+        t("Template roles", "Роли шаблона", "Rollen der Vorlage"), "text",
+        description=t("Role=source per line: primary_contact, all_contacts, company_contact, user_N, email:…, "
+                      "field:CODE", "Роль=источник в строке: primary_contact, all_contacts, company_contact, "
+                      "user_N, email:…, field:КОД", "Rolle=Quelle pro Zeile: primary_contact, all_contacts, "
+                      "company_contact, user_N, email:…, field:CODE")),
+    "prefill_fields": Prop(
+        t("Prefill template fields", "Заполнить поля шаблона", "Vorlagenfelder vorbelegen"), "text",
+        description=t("template field=CRM field per line", "поле шаблона=поле CRM в строке",
+                      "Vorlagenfeld=CRM-Feld pro Zeile")),
+    "text_tags": Prop(
+        t("The PDF has text tags ({{t:s;r:y;o:\"Signer 1\";}})",
+          "В PDF есть текстовые теги ({{t:s;r:y;o:\"Signer 1\";}})",
+          "Das PDF hat Text-Tags ({{t:s;r:y;o:\"Signer 1\";}})"), "bool", default="N"),
 }
 
 WAIT_PROP = Prop(t("Wait until the signing ends", "Ждать завершения подписания", "Bis zum Ende der Signatur warten"),
@@ -163,6 +211,14 @@ def _send_robot() -> Robot:
                                     options={"none": t("None", "Нет", "Keine"),
                                              "primary": t("Primary contact", "Основной контакт", "Hauptkontakt"),
                                              "all": t("All contacts", "Все контакты", "Alle Kontakte")}),
+            "signer_fields": Prop(t("Signers: the item's fields", "Подписанты: поля элемента",
+                                    "Unterzeichner: Felder des Elements"), multiple=True,
+                                  description=t("user:FIELD, contact:FIELD or email:FIELD (employee, contact or "
+                                                "e-mail fields of the item)",
+                                                "user:ПОЛЕ, contact:ПОЛЕ или email:ПОЛЕ (поля-сотрудники, контакты "
+                                                "или e-mail элемента)",
+                                                "user:FELD, contact:FELD oder email:FELD (Mitarbeiter-, Kontakt- "
+                                                "oder E-Mail-Felder)")),
             "signing_order": Prop(t("Signing order", "Порядок подписания", "Reihenfolge"), "select",
                                   default="sequential",
                                   options={"sequential": t("One after another", "По очереди", "Nacheinander"),
@@ -184,9 +240,30 @@ def _send_robot() -> Robot:
                                          "email_otp": t("Email code", "Код по e-mail", "E-Mail-Code")}),
             "signer_auth_secret": Prop(t("Password / access code", "Пароль / код доступа",
                                          "Passwort / Zugangscode"), secret=True),
+            **PROVIDER_TEMPLATE_PROPS,
+            "extra_documents": Prop(t("More documents in the same request", "Ещё документы в том же запросе",
+                                      "Weitere Dokumente in derselben Anfrage"), multiple=True,
+                                    description=t("field:CODE, disk:ID or docgen:ID; up to 10 documents in all "
+                                                  "(signNow document group)",
+                                                  "field:КОД, disk:ID или docgen:ID; всего до 10 документов "
+                                                  "(группа документов signNow)",
+                                                  "field:CODE, disk:ID oder docgen:ID; bis zu 10 Dokumente "
+                                                  "(signNow-Dokumentgruppe)")),
+            "delivery": Prop(t("How signers get the document", "Как подписанты получат документ",
+                               "Wie Unterzeichner das Dokument erhalten"), "select", default="email",
+                             options={"email": t("E-mail from the provider", "Письмо от сервиса подписи",
+                                                 "E-Mail vom Anbieter"),
+                                      "link": t("I send the link myself (signing_links)",
+                                                "Я отправлю ссылку сам (signing_links)",
+                                                "Ich sende den Link selbst (signing_links)")}),
+            "if_open_exists": IF_OPEN_EXISTS_PROP,
             "wait": WAIT_PROP,
         },
-        return_properties=RESULT_PROPS,
+        return_properties={**RESULT_PROPS, "open_request": OPEN_REQUEST_RESULT,
+                           "signing_links": Prop(t("Signing links", "Ссылки для подписания", "Signatur-Links"),
+                                                 "text", description=t("email: link, one per line; they expire",
+                                                                       "e-mail: ссылка, по строке; истекают",
+                                                                       "E-Mail: Link pro Zeile; sie laufen ab"))},
     )
 
 

@@ -43,6 +43,9 @@ B24_MAX_INLINE_WAIT = env.float("B24_MAX_INLINE_WAIT", default=15.0)  # longer w
 B24_HTTP_TIMEOUT = env.float("B24_HTTP_TIMEOUT", default=30.0)
 B24_ROBOT_MAX_BODY = env.int("B24_ROBOT_MAX_BODY", default=256 * 1024)
 B24_DOCUMENT_MAX_BYTES = env.int("B24_DOCUMENT_MAX_BYTES", default=50 * 1024 * 1024)
+# Document source "Template": how long a generated document may take to get its PDF before the robot is
+# answered with an error (the call is re-queued every 15 s meanwhile; bizproc_ext/sources.py).
+DOCGEN_PDF_MAX_WAIT = env.int("DOCGEN_PDF_MAX_WAIT", default=90)
 
 # --- Providers (base URLs from settings so emulators can stand in) ---------------------------------
 SIGNNOW_API_BASE = env.str("SIGNNOW_API_BASE", default="https://api.signnow.com")

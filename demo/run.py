@@ -8,6 +8,9 @@ filesystem broker, file locks) inside a throwaway directory.  Then it plays one 
   the worker sends the contract -> both signers sign -> the webhook arrives -> the signed PDF lands on
   the deal's timeline -> the workflow gets its answer (bizproc.event.send with the return values).
 
+Scene 2 (demo/scene2.py): a contract made from a signNow template, two roles mapped to the deal's contact
+and its manager, the Amount field prefilled from the deal and visible in the signed PDF on the timeline.
+
 Every step is printed with its time.  Exit 0 on success; on failure a message and the tail of the
 process logs, exit 1.  Child processes are stopped and the directory removed either way (``--keep``
 keeps the directory, to look at the database and logs).
@@ -33,6 +36,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 if str(BASE_DIR) not in sys.path:
     sys.path.insert(0, str(BASE_DIR))
 
+from demo import scene2  # noqa: E402
 from tests.emulators.bitrix24 import Bitrix24Cloud  # noqa: E402
 from tests.emulators.pdf import make_pdf  # noqa: E402
 from tests.emulators.signnow import SignNowEmulator  # noqa: E402
@@ -242,6 +246,7 @@ def play(trace: Trace, procs: Processes, cloud: Bitrix24Cloud, signnow: SignNowE
     trace("signed copy link", f"GET signed_file_url -> {link.status_code}, {len(link.content)} bytes "
           f"({link.headers.get('Content-Type', '')})")
     _show_card(trace, procs, emu, deal, app_url)
+    scene2.play(trace, procs, emu, signnow, wait_for, DemoFailed)
     trace("dashboard", f"{app_url}/app/  (the app's page inside the portal; opened from Bitrix24, not directly)")
 
 

@@ -16,8 +16,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from b24app.frames import frame_entry, ui_view
-from b24app.rest import B24Error
+from b24app.rest import B24Client, B24Error
 from b24app.rest.client import call_with_token
+from bizproc_ext import sources
 from bizproc_ext.parsing import typed_properties
 from bizproc_ext.robots import catalogue
 from signing.models import ProviderAccount
@@ -25,12 +26,20 @@ from signing.registry import all_providers
 
 from .card_scope import CardScope, scope_from_frame, scope_from_token
 from .card_tab import card_url, card_view, queue_card_call
+from .robot_settings import provider_template_choices
 from .views import base_context
 
 log = logging.getLogger("b24sign.ui")
 
-FORM_KEYS = ("provider", "document_source", "document_field", "document_id", "document_url", "signer_emails",
-             "signer_contacts", "signing_order", "cc_emails", "subject", "message", "expiry_days", "reminder_days")
+# A robot fired again by a deal moving back returns the open request (its default); a manager pressing
+# "Send" in the card means a new one, so the form preselects "send another" (they may change it).
+MANUAL_SEND = "another"
+
+FORM_KEYS = ("provider", "document_source", "document_field", "document_id", "document_url", "template_id",
+             "template_values", "signer_emails", "signer_contacts", "signing_order", "cc_emails", "subject",
+             "message", "expiry_days", "reminder_days",
+             # issue 13: provider templates with role mapping and prefill, links, re-sends
+             "provider_template_id", "template_roles", "prefill_fields", "delivery", "if_open_exists")
 
 
 def file_fields(item: dict) -> list[tuple[str, str]]:
@@ -93,7 +102,14 @@ def render_form(request, scope: CardScope, values: dict, *, fields=(), documents
     labels = all_providers()
     providers = [(a.provider, labels[a.provider].label if a.provider in labels else a.provider, a.is_default)
                  for a in accounts if a.provider in labels and labels[a.provider].via_robot == "send"]
+    templates = []
+    try:  # the document generator's templates for this item's type (robot settings do the same)
+        templates = sources.list_templates(B24Client(request.ui.portal), scope.entity_type_id)
+    except B24Error as exc:
+        log.info("portal %s: templates not listed: %s", request.ui.portal.member_id[:8], exc.error)
+    provider_templates, _unlisted = provider_template_choices(accounts)
     context = {**base_context(request, "card"), "scope": scope, "c": scope.token(request.ui),
+               "templates": templates, "provider_templates": provider_templates,
                "props": form_props(request, values), "providers": providers, "file_fields": list(fields),
                "documents": list(documents), "errors": list(errors), "back_url": card_url(request, scope, "card-item")}
     return render(request, "pages/card_send.html", context, status=status)
@@ -108,6 +124,7 @@ def card_send(request):
     endpoint, auth_id = request.ui.portal.client_endpoint, request.POST.get("AUTH_ID", "")
     fields = file_fields(item)
     values = {"signer_emails": _contact_emails(endpoint, auth_id, item), "signer_contacts": "none",
+              "if_open_exists": MANUAL_SEND,
               "subject": _("Please sign: %(title)s") % {"title": scope.title} if scope.title else ""}
     documents = _generated(endpoint, auth_id, scope)
     if request.GET.get("document") == "generated" and documents:
@@ -123,13 +140,15 @@ def card_send_form(request):
     """GET: the tab's "New request" (contacts resolved by the pipeline); POST: send."""
     scope = scope_from_token(request)
     if request.method != "POST":
-        return render_form(request, scope, {"signer_contacts": "all", "document_source": "field"})
+        return render_form(request, scope, {"signer_contacts": "all", "document_source": "field",
+                                            "if_open_exists": MANUAL_SEND})
     raw = {k: (request.POST.getlist(k) if k in ("signer_emails", "cc_emails") else request.POST.get(k))
            for k in FORM_KEYS}
     raw["signer_emails"] = [e for line in raw["signer_emails"] or [] for e in line.replace(",", "\n").split() if e]
     raw["cc_emails"] = [e for line in raw["cc_emails"] or [] for e in line.replace(",", "\n").split() if e]
     values, errors = typed_properties(catalogue()["b24sign_send"], raw)
-    if not values.get("signer_emails") and values.get("signer_contacts") in (None, "none"):
+    if not values.get("signer_emails") and values.get("signer_contacts") in (None, "none") \
+            and not values.get("template_roles"):
         errors.append(_("Add at least one signer."))
     if errors:
         return render_form(request, scope, {**raw, **{k: v for k, v in values.items() if v}}, errors=errors,

@@ -17,7 +17,10 @@ from b24app.frames import verified_frame_user
 from b24app.framing import allow_portal_frame
 from b24app.lifecycle import Rejected
 from b24app.models import Portal
+from b24app.rest import B24Client, B24Error
+from bizproc_ext import sources
 from bizproc_ext.robots import catalogue
+from signing.base import ProviderError
 from signing.models import ProviderAccount
 from signing.registry import all_providers
 
@@ -48,6 +51,28 @@ def file_fields(document_fields) -> list[tuple[str, str]]:
     return out
 
 
+SIGNER_FIELD_TYPES = {"user": "user", "employee": "user", "uf:employee": "user",
+                      "uf:crm": "contact", "crm": "contact", "e:ecrm": "contact",
+                      "email": "email", "uf:email": "email"}
+
+
+def signer_field_choices(document_fields) -> list[tuple[str, str]]:
+    """Employee, contact and e-mail fields of the item, as (``kind:CODE``, label) for the signer_fields control."""
+    out = []
+    for code, field in (document_fields or {}).items():
+        if not isinstance(field, dict):
+            continue
+        kind = SIGNER_FIELD_TYPES.get(str(field.get("Type") or field.get("TYPE") or "").lower())
+        if kind is None and str(code).upper().endswith("EMAIL"):
+            kind = "email"
+        if kind == "contact" and "CONTACT" not in str(code).upper() and \
+                "CONTACT" not in json.dumps(field.get("Options") or field.get("Settings") or "").upper():
+            continue  # a binding to companies or deals names nobody who signs
+        if kind:
+            out.append((f"{kind}:{code}", str(field.get("Name") or field.get("NAME") or code)))
+    return out
+
+
 def settings_context(request, code: str) -> dict:
     portal = frame_portal(request.POST)
     options = placement_options(request.POST)
@@ -67,12 +92,41 @@ def settings_context(request, code: str) -> dict:
             "multiple": prop.multiple, "required": prop.required,
             "value": value if not prop.multiple else (value if isinstance(value, list) else [v for v in [value] if v]),
             "options": [(k, v.get(lang) or v["en"]) for k, v in (prop.options or {}).items()],
+            "description": (prop.description.get(lang) or prop.description["en"]) if prop.description else "",
         })
     request.portal = portal
-    return {"portal": portal, "robot": robot, "props": props, "lang": lang,
+    templates, templates_error = [], ""
+    if "template_id" in robot.properties:
+        try:
+            templates = sources.list_templates(B24Client(portal), sources.entity_type_of(options.get("document_type")))
+        except B24Error as exc:  # no documentgenerator scope or rights: the ID can still be typed
+            templates_error = exc.description or exc.error
+    provider_templates, provider_templates_error = [], ""
+    if "provider_template_id" in robot.properties:
+        provider_templates, provider_templates_error = provider_template_choices(accounts)
+    return {"provider_templates": provider_templates, "provider_templates_error": provider_templates_error,
+            "templates": templates, "templates_error": templates_error,
+            "portal": portal, "robot": robot, "props": props, "lang": lang,
             "robot_name": robot.name.get(lang) or robot.name["en"], "providers": providers,
             "file_fields": file_fields(options.get("document_fields")),
+            "signer_field_choices": signer_field_choices(options.get("document_fields")),
             "current_json": json.dumps(current)}
+
+
+def provider_template_choices(accounts) -> tuple[list[dict], str]:
+    """Templates of every connected account that has them (signNow), for the provider template control."""
+    out, errors = [], []
+    for account in accounts:
+        impl = account.provider_impl()
+        if "templates" not in impl.capabilities:
+            continue
+        try:
+            for tpl in impl.list_templates():
+                out.append({"id": tpl.id, "name": tpl.name, "provider": impl.label, "roles": ", ".join(tpl.roles),
+                            "text_fields": ", ".join(tpl.text_fields)})
+        except ProviderError as exc:
+            errors.append(f"{impl.label}: {exc.message}")
+    return out, "; ".join(errors)
 
 
 @csrf_exempt

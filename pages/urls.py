@@ -26,6 +26,7 @@ urlpatterns = [
     path("app/requests/<uuid:public_id>/", views.request_detail, name="app-request"),
     path("app/requests/<uuid:public_id>/remind/", views.request_remind, name="app-request-remind"),
     path("app/requests/<uuid:public_id>/cancel/", views.request_cancel, name="app-request-cancel"),
+    path("app/requests/<uuid:public_id>/links/", views.request_links, name="app-request-links"),
     path("app/requests/<uuid:public_id>/signed.pdf", views.request_signed, name="app-request-signed"),
     path("app/settings/", settings_views.settings_page, name="app-settings"),
     path("app/settings/providers/<str:code>/connect/", settings_views.provider_connect, name="app-provider-connect"),

@@ -6,11 +6,14 @@ queries.py reads, the signing services and the providers act.
 from __future__ import annotations
 
 import logging
+from datetime import datetime
+from datetime import timezone as dt_timezone
 from urllib.parse import urlencode
 
 from django.http import FileResponse, Http404, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_POST
@@ -144,8 +147,38 @@ def _detail(request, req: SignatureRequest, message: str = "", error: str = "", 
                "remind_url": reverse("app-request-remind", args=[req.public_id]),
                "cancel_url": reverse("app-request-cancel", args=[req.public_id]),
                "download_url": app_url(request, "app-request-signed", req.public_id)
-               if req.signed_file and seen.can_download(req) else ""}
+               if req.signed_file and seen.can_download(req) else "",
+               **_links_context(request, req, caps)}
     return render(request, "b24app/app/detail.html", context, status=status)
+
+
+def _links_context(request, req: SignatureRequest, caps) -> dict:
+    """Signing links of a request sent with "I send the link myself" (admins see and renew them)."""
+    enabled = (req.options or {}).get("delivery") == "link"
+    if not enabled:
+        return {"links_enabled": False}
+    now = timezone.now().timestamp()
+    links = [{"email": email, "url": v.get("url", ""),
+              "expires": datetime.fromtimestamp(float(v.get("expires_at") or 0), tz=dt_timezone.utc),
+              "expired": float(v.get("expires_at") or 0) < now}
+             for email, v in (req.signing_links or {}).items()] if request.ui.is_admin else []
+    return {"links_enabled": True, "links": links,
+            "can_new_links": request.ui.is_admin and "signing_links" in caps and not req.is_terminal,
+            "links_url": reverse("app-request-links", args=[req.public_id])}
+
+
+@require_POST
+@admin_view
+def request_links(request, public_id):
+    """New signing links (the old ones may have expired: the provider documents how long they live)."""
+    req = _request_or_404(request, public_id)
+    if req.is_terminal:
+        return _detail(request, req, error=_("The request is already finished."), status=409)
+    try:
+        services.issue_signing_links(req, source="admin")
+    except (ProviderError, B24Error) as exc:
+        return _detail(request, req, error=_("The provider could not issue links: %(e)s") % {"e": exc}, status=502)
+    return _detail(request, req, message=_("New signing links were issued."))
 
 
 @require_GET

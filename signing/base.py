@@ -44,6 +44,7 @@ class Signer:
     phone: str = ""                # E.164, for SMS authentication
     user_id: int | None = None     # Bitrix24 user, when the signer is an employee
     kedo_role: str = ""            # KEDO: signer | assignee | reviewer | editor
+    template_role: str = ""        # the provider template's (or text tags') role this signer fills
 
 
 @dataclass
@@ -58,7 +59,7 @@ class DocumentFile:
 class SendSpec:
     request_id: str                # our public id; providers keep it as external reference when they can
     title: str
-    document: DocumentFile
+    document: DocumentFile | None  # None when the provider builds it from one of its templates
     signers: list[Signer]
     cc: list[str] = field(default_factory=list)
     subject: str = ""
@@ -69,6 +70,10 @@ class SendSpec:
     auth_secret: str = ""
     callback_url: str = ""         # our webhook URL for this account
     options: dict = field(default_factory=dict)  # provider-specific (KEDO: company, provider uid, …)
+    extra_documents: list[DocumentFile] = field(default_factory=list)  # more files, one request ("document_group")
+    delivery: str = "email"        # email: the provider e-mails the invites | link: signing links ("signing_links")
+    template_id: str = ""          # a provider template to create the document from ("templates")
+    prefill: dict = field(default_factory=dict)  # template text field name -> value ("templates")
     # Recovery points (brandur's idempotency keys): ``resume`` is what earlier attempts of this same
     # request saved with ``checkpoint``.  A provider's send() saves each foreign id the moment it has it
     # (document uploaded, invite sent) and skips finished steps on a retry, so a worker killed mid-send
@@ -120,6 +125,36 @@ class SignedFiles:
     audit_name: str = ""
 
 
+@dataclass
+class ProviderTemplate:
+    """A template in the connected account, with what role mapping and prefill need to know."""
+    id: str
+    name: str
+    roles: list[str] = field(default_factory=list)        # in signing order
+    text_fields: list[str] = field(default_factory=list)  # names that can be prefilled
+
+
+@dataclass
+class SigningLink:
+    """A link a signer opens to sign, handed out by us instead of the provider's e-mail; it expires."""
+    email: str
+    url: str
+    expires_at: float              # unix time, as the provider documents it
+
+
+# Capabilities beyond send/status, one vocabulary for every provider (``Provider.capabilities``):
+CAPABILITIES = {
+    "remind": "send reminders",
+    "cancel": "cancel a request",
+    "replace_signer": "replace a signer",
+    "audit_trail": "return an audit trail",
+    "templates": "create documents from its own templates (role mapping, prefilled text fields)",
+    "text_tags": "place fields from text tags in the PDF",
+    "signing_links": "hand out signing links instead of e-mail invites",
+    "document_group": "send several documents in one request",
+}
+
+
 @dataclass(frozen=True)
 class CredentialField:
     name: str
@@ -133,7 +168,7 @@ class Provider:
     code: ClassVar[str] = ""
     label: ClassVar[str] = ""
     credential_fields: ClassVar[list[CredentialField]] = []
-    # What this provider can do beyond send/status: remind, cancel, replace_signer, audit_trail
+    # What this provider can do beyond send/status: keys of CAPABILITIES
     capabilities: ClassVar[frozenset[str]] = frozenset()
     supported_auth: ClassVar[frozenset[str]] = frozenset({"none"})
     # Bitrix24 scopes the provider's own calls to the portal need (beyond what every robot needs).
@@ -175,6 +210,22 @@ class Provider:
 
     def signed_document(self, request) -> SignedFiles:
         raise NotImplementedError
+
+    # -- optional capabilities -------------------------------------------------------------------
+    def require(self, capability: str) -> None:
+        """Raise the clear input error a workflow gets when it asks this provider for what it cannot do."""
+        if capability not in self.capabilities:
+            raise ProviderError(f"{self.label} cannot {CAPABILITIES.get(capability, capability)}",
+                                permanent=True, code="unsupported")
+
+    def list_templates(self) -> list[ProviderTemplate]:
+        self.require("templates")
+        return []
+
+    def signing_links(self, request) -> list[SigningLink]:
+        """Fresh links for everyone who has not signed yet (a request sent with ``delivery="link"``)."""
+        self.require("signing_links")
+        return []
 
     # -- callbacks -------------------------------------------------------------------------------
     def parse_webhook(self, body: bytes, headers: dict) -> list[WebhookEvent]:

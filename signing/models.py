@@ -93,6 +93,9 @@ class SignatureRequest(models.Model):
     options = models.JSONField(default=dict, blank=True)  # the spec as sent (without the file)
     provider_state = models.JSONField(default=dict, blank=True)  # provider's ids and raw states
 
+    # Signing links handed out instead of the provider's e-mails ({email: {url, expires_at}}); bearer
+    # secrets, so encrypted like credentials.  Replaced whenever new ones are issued.
+    signing_links = EncryptedJSONField(blank=True, default=dict)
     signed_file = models.FileField(upload_to="signed/%Y/%m/", max_length=300, blank=True)
     audit_file = models.FileField(upload_to="signed/%Y/%m/", max_length=300, blank=True)
     signed_attached_at = models.DateTimeField(null=True, blank=True)

@@ -102,7 +102,7 @@ def create_request(portal, account: ProviderAccount, *, title: str, signers: lis
     return req
 
 
-def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) -> None:
+def send_request(req: SignatureRequest, document: DocumentFile | None, spec: SendSpec) -> None:
     """Send once.  Re-entrant: a retry after a crash resumes from the provider's saved checkpoints."""
     if req.send_phase == "sent":
         return
@@ -117,8 +117,9 @@ def send_request(req: SignatureRequest, document: DocumentFile, spec: SendSpec) 
     spec.checkpoint = checkpoint
     spec.callback_url = req.account.webhook_url()
     provider.validate(spec)
-    SignatureRequest.objects.filter(pk=req.pk).update(
-        send_phase="sending", document_name=document.name[:255], document_size=document.size)
+    SignatureRequest.objects.filter(pk=req.pk).update(  # no document: the provider builds it from a template
+        send_phase="sending", document_name=(document.name if document else req.title)[:255],
+        document_size=document.size if document else 0)
     result = provider.send(spec)
     with transaction.atomic():
         checkpoint({"send": result.raw} if result.raw else {})
@@ -207,6 +208,23 @@ def cancel_request(req: SignatureRequest, reason: str, source: str) -> bool:
         req.signers.filter(status="pending").update(status="cancelled")
     finalize_soon(req)
     return True
+
+
+def issue_signing_links(req: SignatureRequest, source: str) -> dict[str, dict]:
+    """Fresh signing links for everyone still to sign (``delivery="link"``), kept encrypted on the request.
+    The history says who got one and until when, never the link itself."""
+    links = req.account.provider_impl().signing_links(req)
+    stored = {link.email.lower(): {"url": link.url, "expires_at": link.expires_at} for link in links}
+    SignatureRequest.objects.filter(pk=req.pk).update(signing_links=stored, updated_at=timezone.now())
+    req.signing_links = stored
+    req.log("links", f"signing links issued for {', '.join(stored) or 'nobody (all signed)'}", source=source,
+            payload={"expires_at": {e: v["expires_at"] for e, v in stored.items()}})
+    return stored
+
+
+def links_text(stored: dict) -> str:
+    """The robot's ``signing_links`` value: one ``email: link`` per line."""
+    return "\n".join(f"{email}: {v['url']}" for email, v in (stored or {}).items())
 
 
 def finalize_soon(req: SignatureRequest) -> None:

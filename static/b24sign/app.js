@@ -21,6 +21,18 @@
     if (a && bx && bx.openPath) { ev.preventDefault(); bx.openPath(a.dataset.path); }
   });
 
+  // "Copy" next to a signing link (request page of a request sent with "I send the link myself").
+  document.addEventListener("click", function (ev) {
+    var btn = ev.target.closest && ev.target.closest("button.copy[data-link]");
+    if (!btn) { return; }
+    var done = function () { btn.textContent = "\u2713"; };
+    if (navigator.clipboard && navigator.clipboard.writeText) {
+      navigator.clipboard.writeText(btn.dataset.link).then(done, done);
+    } else {
+      btn.closest("tr").querySelector("input").select(); document.execCommand("copy"); done();
+    }
+  });
+
   // Destructive forms ask first.
   document.addEventListener("submit", function (ev) {
     var form = ev.target;

@@ -14,6 +14,10 @@ from bizproc_ext import pipeline
 from bizproc_ext.models import RobotCall
 from tests.robots.helpers import SEND_PROPS, deal_doc
 
+# Many calls for one deal and one document, each meant as its own send (the default would return the
+# first open request: tests/providers/test_e2e_open_requests.py).
+SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
+
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
 
@@ -32,7 +36,7 @@ def calls(live_portal_a, memory_provider, fast_portal_limits, pdf_bytes):
         # Calls without a token of their own: they read with the portal's stored token, the one whose
         # single-flight refresh this suite is about (a call's own token renews with its own refresh
         # token: tests/robots/test_run_as_user.py).
-        flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS,
+        flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_EACH,
                                  send_access_token=False) for _ in range(n)]
         assert [wf.response_status for wf in flows] == [200] * n
         return flows

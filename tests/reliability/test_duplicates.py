@@ -38,7 +38,10 @@ def test_a_call_delivered_again_after_it_was_answered_is_not_run_again(portal_a,
 @pytest.mark.django_db
 def test_calls_delivered_in_reverse_order_are_each_answered_once(portal_a, memory_account, memory_provider, deal):
     emu = portal_a.emu
-    flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS, deliver=False)
+    # Four distinct calls for the same deal and document: "send another" keeps each its own request
+    # (the default would return the first open one: tests/providers/test_e2e_open_requests.py).
+    props = {**SEND_PROPS, "if_open_exists": "another"}
+    flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=props, deliver=False)
              for _ in range(4)]
     for wf in reversed(flows):  # the queue server posts the later ones first ...
         emu.post_robot_call(wf)

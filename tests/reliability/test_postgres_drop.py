@@ -17,6 +17,10 @@ from tests.robots.helpers import SEND_PROPS, deal_doc
 from .conftest import connect_signnow, invited_documents, invites
 from .support import Gate, wait_until
 
+# Many calls for one deal and one document, each meant as its own send (the default would return the
+# first open request: tests/providers/test_e2e_open_requests.py).
+SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
+
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
 
@@ -45,7 +49,7 @@ def test_connections_killed_mid_run_are_recovered(settings, live_portal_a, signn
     worker = workers(worker_env())
 
     def start():
-        wf = emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+        wf = emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_EACH)
         assert wf.response_status == 200, wf.response_body
         return wf
 

@@ -18,6 +18,10 @@ from tests.robots.helpers import SEND_PROPS, deal_doc
 from .conftest import connect_signnow, invited_documents, invites
 from .support import celery_broker, wait_until
 
+# Many calls for one deal and one document, each meant as its own send (the default would return the
+# first open request: tests/providers/test_e2e_open_requests.py).
+SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
+
 pytestmark = [pytest.mark.reliability, pytest.mark.django_db(transaction=True)]
 
 CALLS = 18
@@ -40,7 +44,7 @@ def test_redis_restarted_under_load_loses_no_call(settings, private_redis, live_
 
         def queue_server():
             for _ in range(CALLS):
-                flows.append(emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS))
+                flows.append(emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_EACH))
                 time.sleep(0.15)
 
         poster = threading.Thread(target=queue_server)

@@ -12,11 +12,15 @@ from bizproc_ext.models import RobotCall
 from signing.models import SignatureRequest
 from tests.robots.helpers import SEND_PROPS, deal_doc
 
+# Many calls for one deal and one document, each meant as its own send (the default would return the
+# first open request: tests/providers/test_e2e_open_requests.py).
+SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
+
 pytestmark = pytest.mark.django_db(transaction=True)  # the group's threads need committed rows
 
 
 def burst(portal, deal, n: int, **props) -> list:
-    return [portal.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_PROPS, **props})
+    return [portal.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_EACH, **props})
             for _ in range(n)]
 
 

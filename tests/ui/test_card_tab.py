@@ -139,6 +139,33 @@ def test_sign_this_document_preselects_the_items_generated_document(client, port
 
 
 @pytest.mark.django_db
+def test_send_form_offers_templates_role_mapping_and_prefill_and_sends_with_them(client, portal_a, memory_account,
+                                                                                 memory_provider, deal):
+    """Issue 13: the card's form has the robot's template, role-mapping and prefill controls."""
+    from tests.emulators.bitrix24.docgen import add_template
+
+    tid = add_template(portal_a.emu, "Sales contract", entity_type_ids=("2_category_0",))
+    add_template(portal_a.emu, "Lead form", entity_type_ids=(1,))
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       path="/card/send/")
+    html = r.content.decode()
+    templates = html.split('id="p-template_id"')[1].split("</select>")[0]
+    assert "Sales contract" in templates and "Lead form" not in templates
+    for key in ("template_roles", "prefill_fields", "provider_template_id", "if_open_exists", "delivery"):
+        assert f'id="p-{key}"' in html
+    form = {"t": html.split('name="t" value="')[1].split('"')[0],
+            "c": html.split('name="c" value="')[1].split('"')[0], "provider": "default",
+            "document_source": "template", "template_id": str(tid), "template_values": "DocumentNumber=7",
+            "signer_emails": "anna@customer.test", "signer_contacts": "none", "signing_order": "sequential",
+            "if_open_exists": "return", "delivery": "email"}
+    assert client.post("/card/send/form/", form).status_code == 303
+    run_worker()
+    req = SignatureRequest.objects.get()
+    assert req.status == "sent" and req.options["generated"]["template_id"] == tid
+    assert portal_a.emu.crm.document_adds[0]["values"] == {"DocumentNumber": "7"}
+
+
+@pytest.mark.django_db
 def test_the_timeline_cards_open_button_lands_on_that_request_in_the_tab(client, portal_a, memory_account, deal):
     req = make_request(portal_a.db, memory_account, entity=(2, deal))
     opts = {"entityTypeId": 2, "entityId": deal, "activityId": 7, "view": "remind", "request": str(req.public_id)}
@@ -173,3 +200,12 @@ def test_the_responsible_replaces_a_pending_signer_where_the_provider_can(client
                                     user_id=MANAGER_ID))
     assert client.post(f"/card/item/{req.public_id}/replace/", {**manager, "old_email": "anna.new@customer.test",
                                                                 "new_email": "z@x.test"}).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_send_form_preselects_send_another_since_a_manager_means_a_new_request(client, portal_a, memory_account,
+                                                                                   deal):
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       path="/card/send/")
+    option = r.content.decode().split('id="p-if_open_exists"')[1].split("</select>")[0]
+    assert 'value="another" selected' in option

@@ -41,9 +41,9 @@ from signing.base import (
     WebhookEvent,
 )
 
-from . import documents, invites, replace, webhooks
+from . import documents, embedded, groups, invites, replace, templates, webhooks
 from .client import SignNowClient, basic_auth
-from .documents import OPEN, as_float, detect_mode, document_id, has_invite
+from .documents import OPEN, as_float, as_int, detect_mode, document_id, has_invite
 from .invites import EMAIL_RE, signers_of
 
 log = logging.getLogger("b24sign.providers.signnow")
@@ -66,7 +66,8 @@ class SignNowProvider(Provider):
                         help="Invites are sent from this address; it must own the documents"),
         CredentialField("password", "signNow password"),
     ]
-    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail"})
+    capabilities = frozenset({"remind", "cancel", "replace_signer", "audit_trail", "templates", "text_tags",
+                              "signing_links", "document_group"})
     supported_auth = frozenset({"none", "password", "sms"})
 
     def __init__(self, account):
@@ -161,12 +162,14 @@ class SignNowProvider(Provider):
                 fail(f"the reminder must be between 1 and 179 days (got {spec.reminder_days})")
             if spec.reminder_days >= (spec.expiry_days or 30):
                 fail("the reminder must come before the invite expires")
-        size_mb = (spec.document.size or 0) / (1024 * 1024)
+        size_mb = ((spec.document.size if spec.document else 0) or 0) / (1024 * 1024)
         if size_mb > MAX_PDF_MB:
             fail(f"the document is {size_mb:.1f} MB; the limit is {MAX_PDF_MB} MB")
         creds = self.account.credentials or {}
         if not creds.get("access_token") and not creds.get("password"):
             fail("the account is not connected; reconnect it in b24sign's settings")
+        if spec.template_id:
+            templates.check(self.client, spec)  # unmapped role, missing prefill field, deleted template
 
     # -- send ------------------------------------------------------------------------------------------
     def send(self, spec: SendSpec) -> SendResult:
@@ -176,6 +179,10 @@ class SignNowProvider(Provider):
             state.update(changes)
             spec.checkpoint(dict(state))
 
+        if spec.extra_documents:  # several documents: a document group (groups.py)
+            return groups.send(self, spec, state, save)
+        if not state.get("document_id") and spec.template_id:
+            save(document_id=templates.copy_template(self.client, spec), template_id=spec.template_id)
         tagged = bool(spec.options.get("text_tags"))
         if not state.get("document_id"):
             fields = {"name": spec.title[:200]} if spec.title else None
@@ -186,17 +193,21 @@ class SignNowProvider(Provider):
             # The page count comes from our own file, not from a read of the document (issue 14).
             save(document_id=str(uploaded["id"]), page_count=documents.file_page_count(spec.document.path))
         doc_id = state["document_id"]
-        if "page_count" not in state:
-            save(page_count=documents.file_page_count(spec.document.path))
+        if spec.prefill and not state.get("prefilled"):
+            templates.prefill(self.client, doc_id, spec.prefill)
+            save(prefilled=True)
         # A fresh upload without text tags has no roles and no fields: nothing to read before inviting.
-        # A resumed send, or one whose roles came from text tags, reads the document first.
-        doc = self._document(doc_id) if tagged or state.get("invite_started") else {}
+        # A resumed send, a template copy, or one whose roles came from text tags, reads the document first.
+        doc = self._document(doc_id) if tagged or spec.template_id or state.get("invite_started") else {}
+        if "page_count" not in state:
+            save(page_count=documents.file_page_count(spec.document.path) if spec.document
+                 else as_int(doc.get("page_count"), 0))
 
         if state.get("invite_started") and has_invite(doc):
             log.info("signNow document %s already has an invite: not inviting again", doc_id)
             doc_read = doc
         else:
-            mode = state.get("mode") or invites.choose_mode(spec, doc)
+            mode = state.get("mode") or ("field" if spec.delivery == "link" else invites.choose_mode(spec, doc))
             if mode == "field" and not doc.get("roles"):
                 # Our own fields: we name the roles, so the invite needs no read of them (role by name).
                 invites.add_signature_fields(self.client, doc_id, spec, state["page_count"] or 1)
@@ -209,12 +220,27 @@ class SignNowProvider(Provider):
                 signers = invites.freeform_signers(spec, ids)
                 save(invite_sent=True)
                 return SendResult(external_id=doc_id, signers=signers, raw={"document_id": doc_id, "mode": mode})
-            invites.invite_fields(self.client, doc_id, spec, doc, self._sender())
+            if spec.delivery == "link":  # embedded invites: we hand out the links, signNow e-mails nobody
+                save(delivery="link", embedded_invites=embedded.create(self.client, doc_id, spec, doc))
+            elif any(s.template_role for s in signers_of(spec)):  # roles mapped by name (template, tags)
+                templates.invite_roles(self.client, doc_id, spec, doc, self._sender())
+            else:
+                invites.invite_fields(self.client, doc_id, spec, doc, self._sender())
             # The field invite answers {status: success} only: its invite ids come from one read.
             doc_read = self._document(doc_id)
         save(invite_sent=True, mode=state.get("mode") or detect_mode(doc_read))
         return SendResult(external_id=doc_id, signers=documents.signer_states(doc_read),
                           raw={"document_id": doc_id, "mode": state["mode"]})
+
+    def list_templates(self):
+        return templates.list_templates(self.client)
+
+    def signing_links(self, request):
+        if (request.provider_state or {}).get("delivery") != "link":
+            raise ProviderError("signNow: this request was sent by e-mail; it has no signing links", permanent=True,
+                                code="input")
+        doc_id = document_id(request)
+        return embedded.links(self.client, doc_id, self._document(doc_id))
 
     def _document(self, doc_id: str) -> dict:
         return documents.read_document(self.client, doc_id)
@@ -225,10 +251,15 @@ class SignNowProvider(Provider):
 
     # -- status ----------------------------------------------------------------------------------------
     def status(self, request) -> StatusSnapshot:
+        if groups.is_group(request):
+            return groups.status(self.client, request)
         return documents.status_snapshot(self.client, request)
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def remind(self, request) -> None:
+        if groups.is_group(request):
+            raise ProviderError("signNow: b24sign does not send reminders for document groups yet", permanent=True,
+                                code="unsupported")
         doc_id = document_id(request)
         doc = self._document(doc_id)
         if detect_mode(doc) == "freeform":
@@ -262,7 +293,12 @@ class SignNowProvider(Provider):
             raise failures[0]
 
     def cancel(self, request, reason: str = "") -> None:
+        if groups.is_group(request):
+            return groups.cancel(self.client, request)
         doc_id = document_id(request)
+        if (request.provider_state or {}).get("delivery") == "link":
+            embedded.withdraw(self.client, doc_id)
+            return
         doc = self._document(doc_id)
         reason = (reason or "Cancelled from Bitrix24").strip()[:500]
         if detect_mode(doc) == "freeform":
@@ -289,6 +325,8 @@ class SignNowProvider(Provider):
         replace.replace_signer(self.client, request, old_email, new_email)
 
     def signed_document(self, request) -> SignedFiles:
+        if groups.is_group(request):
+            return groups.signed_bundle(self.client, request)
         return documents.signed_copy(self.client, request)
 
     # -- callbacks -------------------------------------------------------------------------------------

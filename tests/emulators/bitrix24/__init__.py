@@ -11,6 +11,7 @@ Usage::
 
 Follows the platform notes (shared/specs/bitrix24-platform.md) and the seeded docs, not product code.
 """
+from . import docgen as _docgen  # noqa: F401  (register the document-generator template methods)
 from . import methods as _methods  # noqa: F401  (register the REST methods)
 from . import methods_crm as _methods_crm  # noqa: F401  (register the CRM REST methods)
 from . import methods_placement as _methods_placement  # noqa: F401  (placements, triggers, notifications)

@@ -281,6 +281,9 @@ def docgen_get(ctx: Ctx, p):
         raise B24Error("NOT_FOUND", "Document not found", 400)
     if not ctx.is_admin and ctx.token.user_id not in d.get("readers", {ctx.token.user_id}):
         raise B24Error("ACCESS_DENIED", "Access denied", 403)  # docgen's canViewDocument, per user
+    if not d["pdf_ready"] and d.get("gets_left") is not None:  # docgen.py: the conversion moves on per get
+        d["gets_left"] -= 1
+        d["pdf_ready"] = d["gets_left"] <= 0
     return {"document": _render_doc(ctx, d)}
 
 

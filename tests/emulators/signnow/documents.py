@@ -197,6 +197,9 @@ class DocumentsMixin:
         signers += [r["signer_email"] for r in doc["requests"] if r["signature_id"]]
         n = max(doc["page_count"], 1)
         pages = [f"{doc['document_name']} - page {i + 1} of {n}" for i in range(n)]
+        prefilled = [f"{f['name']}: {f['prefilled_text']}" for f in doc["fields"] if f.get("prefilled_text")]
+        if prefilled:  # templates.py: prefilled text fields show in the signed copy
+            pages[0] += "\n" + "\n".join(prefilled)
         pages[-1] += "\n" + "\n".join(f"Signed by {e}" for e in signers)
         if with_history:
             lines = ["Document History", f"Document ID: {doc['id']}"]
