@@ -71,10 +71,15 @@ class UiSession:
 
     def call_as_user(self, method: str, params: dict | None = None):
         """A REST call with the user's own token (their rights, not the app's).  Rejected(401) once it is gone."""
+        return call_with_token(self.portal.client_endpoint, self.user_access_token(), method, params)
+
+    def user_access_token(self) -> str:
+        """The user's own AUTH_ID kept for this page (work done on their behalf later, e.g. a send from the
+        CRM card, reads with their rights).  Rejected(401) once it is gone."""
         raw = coordination.recall(f"ui-auth:{self.sid}") if self.sid else None
         if not raw:
             raise Rejected(401, "this page has expired: close it and open the application again")
-        return call_with_token(self.portal.client_endpoint, decrypt(raw), method, params)
+        return decrypt(raw)
 
 
 def _keep_user_token(portal: Portal, user: VerifiedUser, auth_id: str, expires) -> tuple[str, int]:

@@ -207,14 +207,16 @@ def card_resend(request, public_id):
 def queue_card_call(request, scope: CardScope, properties: dict, code: str = "b24sign_send") -> RobotCall:
     """The form's and "send again"'s way in: a robot call nobody waits for, in the same outbox (sweeper, retries,
     one send per call) as the queue server's."""
-    # No queue server, so no event token to prove: the proof is the user's own frame authentication
-    # (AUTH_ID checked with app.info and user.current, b24app/frames.py) that opened this form.
     call = RobotCall.objects.create(
         portal=request.ui.portal, code=code, event_token=f"card:{uuid.uuid4()}", workflow_id="",
         document_id=scope.document_id(), properties={**properties, "wait": False}, input_errors=[],
         use_subscription=False, auth_user_id=request.ui.user_id,
         # Proven already: the user's own token opened the frame and read the item (no queue-server token to prove).
-        proven_at=timezone.now())
+        proven_at=timezone.now(),
+        # The worker reads the CRM and downloads with this user's rights, never the stored admin token's
+        # (a manager must not send a Drive file they cannot open). No refresh token: should it expire
+        # before the worker runs, the call fails with "start again".
+        auth_access_token=request.ui.user_access_token())
     transaction.on_commit(lambda: process_robot_call.delay(call.pk), robust=True)
     return call
 

@@ -209,3 +209,27 @@ def test_the_send_form_preselects_send_another_since_a_manager_means_a_new_reque
                        path="/card/send/")
     option = r.content.decode().split('id="p-if_open_exists"')[1].split("</select>")[0]
     assert 'value="another" selected' in option
+
+
+@pytest.mark.django_db
+def test_a_manager_cannot_send_a_drive_file_they_cannot_open_from_the_card(client, portal_a, memory_account,
+                                                                          memory_provider, deal, pdf_bytes):
+    """The card's form reads with the manager's own token: the admin's rights are never lent to them."""
+    secret = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes, owner=ADMIN_ID)
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       user_id=MANAGER_ID, path="/card/send/")
+    assert r.status_code == 200
+    html = r.content.decode()
+    form = {"t": html.split('name="t" value="')[1].split('"')[0],
+            "c": html.split('name="c" value="')[1].split('"')[0], "provider": "default", "document_source": "disk",
+            "document_id": str(secret), "document_field": "", "signer_emails": "attacker@evil.test",
+            "signer_contacts": "none", "signing_order": "sequential", "subject": "", "message": "",
+            "expiry_days": "", "reminder_days": "", "cc_emails": "", "document_url": ""}
+    assert client.post("/card/send/form/", form).status_code == 303
+    call = RobotCall.objects.get()
+    assert call.auth_user_id == MANAGER_ID and call.auth_access_token  # the manager's own token, encrypted
+    run_worker()
+    call.refresh_from_db()
+    assert "cannot read the Drive file" in call.last_error or "cannot read the Drive file" in str(call.answer)
+    assert portal_a.emu.stats.downloads == 0 and memory_provider.sends == 0
+    assert not SignatureRequest.objects.exists()
