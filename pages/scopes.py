@@ -14,6 +14,8 @@ def _features() -> list[tuple[str, frozenset[str]]]:
         (_("documents from Bitrix24 Drive"), frozenset({"disk"})),
         (_("documents from the document generator"), frozenset({"documentgenerator"})),
         (_("the robot settings form"), frozenset({"placement"})),
+        (_("the CRM card's status fields on smart processes and smart invoices"), frozenset({"userfieldconfig"})),
+        (_("notifications to the responsible user and to administrators"), frozenset({"im"})),
     ]
     for code, info in all_providers().items():
         needed = provider_class(code).required_scopes
