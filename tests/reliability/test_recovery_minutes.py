@@ -37,6 +37,7 @@ def test_sigkill_mid_twenty_calls_every_call_answered_once_within_two_minutes(
                                       files={"ufCrmContract": ("contract.pdf", pdf_bytes)}))
     slow_crm = Gate(emu.server, "POST", r"^/rest/batch", times=10_000, hold=1.5)  # every CRM read is slow
     env = worker_env()
+    env["ROBOT_COALESCE_MAX"] = "1"  # calls one by one, so the kill lands while most are still unanswered
     first = workers(env, concurrency=2)
 
     flows = [emu.start_robot("b24sign_send", document_id=deal_doc(d), properties=SEND_PROPS) for d in deals]
