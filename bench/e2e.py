@@ -5,7 +5,7 @@ gunicorn, Celery and an in-memory provider; our batched REST use against a naive
     .venv/bin/python bench/e2e.py --portals 100 --calls 100 --mode optimized
 
 Each portal is installed through the real install page (the emulator's basic plan: burst 50, 2 req/s),
-gets an in-memory provider account and a deal (a PDF in a file field, one contact); then the queue server
+gets an in-memory provider account and one deal per call (a PDF in a file field, one contact); then the queue server
 fires N robot calls per portal, round-robin across portals, into gunicorn.  The worker (threads) reads the
 CRM, downloads the PDF, sends it and answers each workflow with ``bizproc.event.send``.
 
@@ -48,7 +48,10 @@ PROPS = {"provider": "default", "document_source": "field", "document_field": "U
          "signer_contacts": "primary", "signing_order": "sequential", "subject": "Please sign", "wait": "N"}
 
 
-def install(cloud: Bitrix24Cloud, app_url: str, i: int):
+def install(cloud: Bitrix24Cloud, app_url: str, i: int, deals: int):
+    """One portal, installed through the install page, with ``deals`` deals (one per robot call: a manager
+    moving 500 deals fires one call per deal; calls for the same deal would find its open request and
+    send nothing again, issue 13)."""
     emu = cloud.add_portal(f"p{i:03d}")
     query, body = emu.install_request()
     resp = requests.post(f"{app_url}/b24/install/", params=query, data=body, timeout=60)
@@ -56,9 +59,9 @@ def install(cloud: Bitrix24Cloud, app_url: str, i: int):
         raise SystemExit(f"install of portal {i} failed: {resp.status_code} {resp.text[:200]}")
     emu.finish_install()
     contact = emu.crm.add_contact("Anna", f"Buyer{i}", emails=[f"anna{i}@customer.test"])
-    deal = emu.crm.add_deal(f"Deal {i}", contact_ids=[contact],
-                            files={"ufCrmContract": ("contract.pdf", make_pdf([f"Contract {i}", "Terms"]))})
-    return emu, deal
+    pdf = make_pdf([f"Contract {i}", "Terms"])
+    return emu, [emu.crm.add_deal(f"Deal {i}-{n}", contact_ids=[contact], files={"ufCrmContract": ("contract.pdf", pdf)})
+                 for n in range(deals)]
 
 
 def run_mode(mode: str, args, tmp: Path) -> dict:
@@ -82,7 +85,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
     workers = []
     try:
         with ThreadPoolExecutor(8) as pool:
-            portals = list(pool.map(lambda i: install(cloud, app_url, i), range(args.portals)))
+            portals = list(pool.map(lambda i: install(cloud, app_url, i, args.calls), range(args.portals)))
         for p in Portal.objects.all():
             ProviderAccount.objects.create(portal=p, provider="memory", is_default=True)
         # Start from full buckets on both sides, and count only the robot calls' requests.
@@ -96,7 +99,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         total = args.portals * args.calls
         print(f"[{mode}] {args.portals} portals installed; firing {total} robot calls "
               f"({args.workers} worker process(es) x {args.threads} threads, gunicorn x{args.gunicorn})", flush=True)
-        order = [(emu, deal) for _ in range(args.calls) for emu, deal in portals]  # round-robin
+        order = [(emu, deals[n]) for n in range(args.calls) for emu, deals in portals]  # round-robin
         t0 = time.monotonic()
         with ThreadPoolExecutor(8) as pool:
             flows = list(pool.map(lambda pd: pd[0].start_robot(
@@ -116,6 +119,16 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             time.sleep(0.5)
         elapsed = time.monotonic() - t0
         answered = sum(1 for wf in flows if wf.answers)
+        at_answers = sum(emu.stats.requests for emu, _ in portals)
+        # The deal cards (timeline card, status fields) are brought up to date just after: count them too,
+        # once the portals have heard nothing for 3 s.
+        quiet_since, seen = time.monotonic(), at_answers
+        while time.monotonic() - quiet_since < 3.0 and time.monotonic() < deadline + 60:
+            time.sleep(0.5)
+            now_seen = sum(emu.stats.requests for emu, _ in portals)
+            if now_seen != seen:
+                quiet_since, seen = time.monotonic(), now_seen
+        settled = time.monotonic() - t0 - 3.0
         requests_total = sum(emu.stats.requests for emu, _ in portals)
         by_method = Counter()
         for emu, _ in portals:
@@ -130,6 +143,8 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             "duplicated": sum(1 for wf in flows if len(wf.answers) > 1 or wf.ignored_sends),
             "refused": refused, "rows": RobotCall.objects.count(), "requests": SignatureRequest.objects.count(),
             "rest": requests_total, "rest_per_call": requests_total / max(1, total), "r503": r503,
+            "rest_at_answers": at_answers, "settled": settled,
+            "cards": sum(len(emu.activities) for emu, _ in portals),
             "query_limit_surfaced": sum(1 for wf in flows if "QUERY_LIMIT" in str(wf.return_values.get("error"))),
             "statuses": dict(statuses), "errors": dict(errors), "by_method": dict(by_method),
         }
@@ -147,8 +162,9 @@ def print_result(r: dict) -> None:
           and r["requests"] == r["calls"] and r["rows"] == r["calls"])
     print(f"[{r['mode']}] {r['calls']} calls ({r['portals']} portals): all answered after {r['elapsed']:.1f}s "
           f"(delivered in {r['delivered']:.1f}s) -> {r['calls'] / r['elapsed']:.1f} calls/s", flush=True)
-    print(f"[{r['mode']}]   Bitrix24 REST: {r['rest']} requests = {r['rest_per_call']:.2f} per robot call; "
-          f"503 QUERY_LIMIT_EXCEEDED from the portals: {r['r503']}", flush=True)
+    print(f"[{r['mode']}]   Bitrix24 REST: {r['rest']} requests = {r['rest_per_call']:.2f} per robot call, deal cards "
+          f"included ({r['cards']} timeline cards, settled after {r['settled']:.1f}s; {r['rest_at_answers']} requests "
+          f"at the last answer); 503 QUERY_LIMIT_EXCEEDED from the portals: {r['r503']}", flush=True)
     print(f"[{r['mode']}]   methods (batch commands counted inside): "
           + ", ".join(f"{m}x{n}" for m, n in sorted(r["by_method"].items())), flush=True)
     print(f"[{r['mode']}]   lost {r['lost']}, duplicated {r['duplicated']}, refused {r['refused']}, rows {r['rows']}, "

@@ -1,8 +1,9 @@
 """Robot calls of one portal that are ready together share their Bitrix24 requests (issue 14).
 
 The drainer publishes the calls of one portal that it finds waiting together as one group task (at most
-``ROBOT_COALESCE_MAX``).  The group runs each call through the ordinary ``pipeline.run`` in its own thread,
-inside one :class:`b24app.rest.coalesce.Coalescer` for that portal: the calls' first requests (the
+``ROBOT_COALESCE_MAX``).  The task hands them to the worker process's job threads and returns, so the
+calls of every group of a burst run side by side, each through the ordinary ``pipeline.run``, inside one
+:class:`b24app.rest.coalesce.Coalescer` per portal: the calls' first requests (the
 event-token proof, then the CRM reads) go out as one shared ``batch``, and so do their answers
 (``bizproc.activity.log`` + ``bizproc.event.send``).  Everything else about a call is unchanged: its claim
 (conditional UPDATE), its proof (checked per call: a refused one is refused alone), its errors, retries
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 
 from django.conf import settings
@@ -50,56 +52,110 @@ def answer_requests_together(requests: list) -> None:
 
 
 def together(portal, jobs: list, window: float | None = None) -> list:
-    """Run ``jobs`` (callables) in threads sharing one coalescer of ``portal``; their results in order
-    (an exception is logged and returned in its place, a dead thread leaves None)."""
-    if len(jobs) == 1:
-        return [_guarded(jobs[0])]
-    co = _shared(portal, settings.ROBOT_COALESCE_WINDOW if window is None else window, len(jobs))
-    results: list = [None] * len(jobs)
-
-    def one(i: int) -> None:
-        try:
-            with co.participate(expected=True), _slots():  # a slot bounds this process's DB connections
-                results[i] = _guarded(jobs[i])
-        finally:
-            connections.close_all()  # this thread's own connection ends with it
-
-    threads = [threading.Thread(target=copy_context().run, args=(one, i), name=f"{portal.pk}-{i}")
-               for i in range(len(jobs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    """Run ``jobs`` (callables) on the process's job threads, sharing the coalescer of ``portal``; their
+    results in order (an exception is logged and returned in its place).  A lone job runs as itself (one
+    request of its own, no wait) unless jobs of its portal are running in this process."""
+    if getattr(_pool_thread, "active", False) or (len(jobs) == 1 and not busy(portal.pk)):
+        return [_guarded(job) for job in jobs]  # already on a job thread: never wait for a free one
+    return [f.result() for f in _submit(portal, jobs, window)]
 
 
+def run_in_background(call_ids: list[int], then) -> bool:
+    """Hand a group to the process's job threads and return at once, so the Celery thread takes the next
+    group and every call of a burst can share the portal's batches (Celery's thread count no longer caps the
+    calls in flight; ROBOT_COALESCE_THREADS does).  ``then(outcomes)`` runs when the group is done.  False
+    when the process already holds ROBOT_COALESCE_BACKLOG calls: the caller runs the group itself
+    (back-pressure).  A process that dies with calls in hand loses none: their leases run out (or they
+    were never claimed and stay queued) and the sweeper requeues them."""
+    global _backlog
+    portal_ids = set(pipeline.RobotCall.objects.filter(pk__in=call_ids).values_list("portal_id", flat=True))
+    if len(portal_ids) != 1:
+        return False
+    portal = Portal.objects.get(pk=portal_ids.pop())
+    with _backlog_lock:
+        if _backlog + len(call_ids) > settings.ROBOT_COALESCE_BACKLOG:
+            return False
+        _backlog += len(call_ids)
+    outcomes: dict[int, pipeline.Outcome] = {}
+    left = [len(call_ids)]
+    lock = threading.Lock()
+
+    def finished(pk: int, future) -> None:
+        global _backlog
+        result = future.result()
+        with lock:
+            outcomes[pk] = result if isinstance(result, pipeline.Outcome) else pipeline.Outcome(retry_in=60.0)
+            left[0] -= 1
+            last = left[0] == 0
+        with _backlog_lock:
+            _backlog -= 1
+        if last:
+            try:
+                then(outcomes)
+            except Exception:  # noqa: BLE001  (the sweeper requeues a call whose retry was not scheduled)
+                log.exception("scheduling the retries of a group failed")
+            finally:
+                connections.close_all()
+
+    futures = _submit(portal, [lambda pk=pk: pipeline.run(pk) for pk in call_ids])
+    for pk, future in zip(call_ids, futures):
+        future.add_done_callback(lambda f, pk=pk: finished(pk, f))
+    return True
+
+
+def busy(portal_id: int) -> bool:
+    """Jobs of this portal are running or waiting in this process (a lone call should join them)."""
+    with _coalescers_lock:
+        co = _coalescers.get(portal_id)
+        return co is not None and co.participants + co.expected > 0
+
+
+# --- the process's job threads ----------------------------------------------------------------------------
+# ROBOT_COALESCE_THREADS threads run every coalesced job of the process (robot calls, card syncs, answers),
+# whatever portal: each holds a PostgreSQL connection only while it runs a job, so the process never opens
+# more than that many for them however large the burst; jobs beyond wait in the pool's queue.
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_pool_thread = threading.local()
 _coalescers: dict[int, Coalescer] = {}
 _coalescers_lock = threading.Lock()
+_backlog = 0
+_backlog_lock = threading.Lock()
 
 
-def _shared(portal, window: float, jobs: int) -> Coalescer:
-    """One coalescer per portal per process: groups of the same portal running at once (several Celery
-    threads) share it too.  A new one (a fresh portal row and client) when nobody is using the old one."""
+def _submit(portal, jobs: list, window: float | None = None) -> list:
+    """Hand ``jobs`` of ``portal`` to the job threads; their futures."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max(1, settings.ROBOT_COALESCE_THREADS), thread_name_prefix="coalesced")
+    co = _coalescer_for(portal, settings.ROBOT_COALESCE_WINDOW if window is None else window, len(jobs))
+    return [_pool.submit(copy_context().run, _run_job, co, job) for job in jobs]
+
+
+def _run_job(co: Coalescer, job):
+    _pool_thread.active = True
+    try:
+        with co.participate(expected=True):
+            return _guarded(job)
+    except BaseException:  # noqa: BLE001  (SystemExit in a job thread ends that job, as a dead thread would)
+        log.exception("coalesced job stopped")
+        return None
+    finally:
+        _pool_thread.active = False
+        connections.close_all()  # between jobs the thread holds no connection (and tests can drop their DB)
+
+
+def _coalescer_for(portal, window: float, jobs: int) -> Coalescer:
+    """The portal's coalescer in this process, expecting ``jobs`` more participants (all announced before
+    the first starts, so none thinks it is alone).  Jobs of the same portal running at once share it; a new
+    one (a fresh portal row and client) when nobody is using the old one."""
     with _coalescers_lock:
         co = _coalescers.get(portal.pk)
-        if co is None or co.participants == 0:
+        if co is None or co.participants + co.expected == 0:
             co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window)
         co.expect(jobs)
         return co
-
-
-_semaphore: threading.BoundedSemaphore | None = None
-_semaphore_lock = threading.Lock()
-
-
-def _slots() -> threading.BoundedSemaphore:
-    """At most ROBOT_COALESCE_THREADS group jobs run at once in this process (each holds a DB connection;
-    a waiting one still counts as a participant, so its group's batches wait at most the window for it)."""
-    global _semaphore
-    with _semaphore_lock:
-        if _semaphore is None:
-            _semaphore = threading.BoundedSemaphore(max(1, settings.ROBOT_COALESCE_THREADS))
-    return _semaphore
 
 
 def _guarded(job):

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from b24app.rest import B24Client, B24Error
 from b24app.rest.client import BatchResult
+from b24app.rest.coalescing import active_for
 
 from .models import RobotCall
 
@@ -58,11 +59,20 @@ def check(call: RobotCall, result: BatchResult) -> None:
 
 
 def first_request(call: RobotCall, client: B24Client, reads: dict[str, tuple[str, dict]] | None = None) -> BatchResult:
-    """The call's reads, behind its proof when it is not proven yet (one request either way)."""
+    """The call's reads, behind its proof when it is not proven yet (one request either way, or a share of
+    two shared ones when the call runs beside others of its portal)."""
     if call.proven_at:
+        vouch(call, client)
         return client.batch(reads) if reads else BatchResult()
     if not call.use_subscription:
         raise ForgedCall("the call carries no event token that Bitrix24 would accept")
+    if client.user_token and active_for(call.portal_id) is not None:
+        # Beside other calls, a run-as call proves with the portal's token in the shared batch (Bitrix24
+        # checks the event token's signature, not who presents it); proven, its token may read in batches
+        # shared with the same user's other proven calls (b24app/rest/coalesce.py).
+        check(call, B24Client(call.portal).batch(commands(call), halt=True))
+        vouch(call, client)
+        return client.batch(reads) if reads else BatchResult()
     result = client.batch(commands(call, reads), halt=True)
     err = result.errors.get(PROOF) or {}
     if err.get("error") == "ACCESS_DENIED" and client.user_token:
@@ -72,8 +82,15 @@ def first_request(call: RobotCall, client: B24Client, reads: dict[str, tuple[str
         check(call, B24Client(call.portal).batch(commands(call), halt=True))
         return client.batch(reads) if reads else BatchResult()
     check(call, result)
+    vouch(call, client)
     result.results.pop(PROOF, None)
     return result
+
+
+def vouch(call: RobotCall, client: B24Client) -> None:
+    """A proven call's run-as token is the user's its call says (the signed event token came with both)."""
+    if call.proven_at and client.user_token and call.auth_user_id:
+        client.shares_as = call.auth_user_id
 
 
 def prove(call: RobotCall, client: B24Client) -> None:

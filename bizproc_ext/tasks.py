@@ -10,25 +10,39 @@ from django.utils import timezone
 from b24app.models import Portal
 
 from . import pipeline
-from .coalesce import answer_requests_together, run_group
+from .coalesce import answer_requests_together, busy, run_group, run_in_background
 from .models import RobotCall
 from .registration import sync_robots
 
 
+def _countdown(outcome) -> float:
+    # Jittered, and far below the broker's visibility timeout (see docs/decisions.md).
+    return min(900.0, outcome.retry_in) * random.uniform(0.8, 1.2)
+
+
+def _retry_each(outcomes: dict) -> None:
+    for pk, outcome in outcomes.items():
+        if outcome.retry_in is not None:
+            process_robot_call.apply_async((pk,), countdown=_countdown(outcome))
+
+
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def process_robot_call(self, call_id: int) -> None:
-    outcome = pipeline.run(call_id)
+    # A lone call joins its portal's calls running in this process, if any (a burst arriving in pieces).
+    portal_id = RobotCall.objects.filter(pk=call_id).values_list("portal_id", flat=True).first()
+    if portal_id and busy(portal_id) and not self.request.is_eager and run_in_background([call_id], _retry_each):
+        return
+    [outcome] = run_group([call_id]).values()
     if outcome.retry_in is not None:
-        # Jittered, and far below the broker's visibility timeout (see docs/decisions.md).
-        raise self.retry(countdown=min(900.0, outcome.retry_in) * random.uniform(0.8, 1.2))
+        raise self.retry(countdown=_countdown(outcome))
 
 
 @shared_task(bind=True, acks_late=True)
 def process_robot_calls(self, call_ids: list[int]) -> None:
     """Calls of one portal that were ready together (coalesce.py); retries go out one call each."""
-    for pk, outcome in run_group(list(call_ids)).items():
-        if outcome.retry_in is not None:
-            process_robot_call.apply_async((pk,), countdown=min(900.0, outcome.retry_in) * random.uniform(0.8, 1.2))
+    if not self.request.is_eager and run_in_background(list(call_ids), _retry_each):
+        return
+    _retry_each(run_group(list(call_ids)))
 
 
 @shared_task

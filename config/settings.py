@@ -112,7 +112,13 @@ ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
 ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
 ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
 # Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
-ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=16)
+ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
+# Calls a worker process takes into its background at most (groups run there, freeing the Celery thread for
+# the next group); beyond it, groups run in the Celery thread again (back-pressure).
+ROBOT_COALESCE_BACKLOG = env.int("ROBOT_COALESCE_BACKLOG", default=500)
+# A request's change reaches its CRM card this long after it happened: the changes of many requests of one
+# portal in that time share batches (crmcard/tasks.py).
+CRM_CARD_SYNC_DELAY = env.float("CRM_CARD_SYNC_DELAY", default=0.5)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)
@@ -126,6 +132,7 @@ CELERY_BEAT_SCHEDULE = {
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
     "answer-finished-requests": {"task": "bizproc_ext.tasks.answer_finished_requests", "schedule": 120.0},
     "refresh-idle-portals": {"task": "b24app.tasks.refresh_idle_portals", "schedule": 6 * 3600.0},
+    "sync-due-cards": {"task": "crmcard.tasks.sync_due_cards", "schedule": 60.0},
 }
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

@@ -41,6 +41,10 @@ class CardState(models.Model):
     trigger_fired = models.CharField(max_length=40, blank=True)   # the trigger code fired for the outcome
     notified = models.JSONField(default=list, blank=True)         # outcome events already notified
     card_updates = models.PositiveIntegerField(default=0)         # configurable.add/update sent (for the bench)
+    # Changes announced / changes synced: the portal's sync task takes every request with due > synced, so
+    # the changes of many requests (a burst, a bulk signing) share batches instead of a request each.
+    due = models.PositiveIntegerField(default=0)
+    synced = models.PositiveIntegerField(default=0)
     last_error = models.TextField(blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
 

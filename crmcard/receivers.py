@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import F
 from django.dispatch import receiver
 
 from b24app import signals as platform
@@ -9,9 +10,9 @@ from b24app.models import Portal
 from signing import signals as signing
 from signing.registry import all_providers
 
-from .models import CardSetup
+from .models import CardSetup, CardState
 from .notify import connection_recovered, notify_admins
-from .tasks import setup_portal, setup_portal_card, sync_card
+from .tasks import schedule_portal, setup_portal, setup_portal_card
 
 
 @receiver(platform.app_installed, dispatch_uid="crmcard.setup_on_install")
@@ -33,8 +34,14 @@ def forget_on_uninstall(sender, portal, clean, **kwargs) -> None:
 
 
 def _soon(request) -> None:
-    pk = request.pk
-    transaction.on_commit(lambda: sync_card.delay(pk), robust=True)
+    pk, portal_id = request.pk, request.portal_id
+
+    def announce() -> None:
+        state, _ = CardState.objects.get_or_create(request_id=pk)
+        CardState.objects.filter(pk=state.pk).update(due=F("due") + 1)
+        schedule_portal(portal_id)
+
+    transaction.on_commit(announce, robust=True)
 
 
 @receiver(signing.request_changed, dispatch_uid="crmcard.card_on_change")

@@ -5,18 +5,80 @@ import logging
 import random
 
 from celery import shared_task
+from django.conf import settings
+from django.db.models import F
 
+from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
+from bizproc_ext.coalesce import together
 
 from . import fields, placements, triggers
+from .models import CardState
 from .sync import sync_request
 
 log = logging.getLogger("b24sign.crmcard")
 
+# Requests synced per run of a portal's task (each in its own thread; their commands share batches).
+CARDS_PER_RUN = 100
+
+
+def _scheduled(portal_id: int) -> str:
+    return f"crmcard:scheduled:{portal_id}"
+
+
+def schedule_portal(portal_id: int) -> None:
+    """One sync of the portal's due cards soon; changes arriving meanwhile ride in the same run."""
+    if coordination.recall(_scheduled(portal_id)):
+        return
+    # The mark only dedupes: it expires by itself if the task is lost (and the beat sweep finds the rows).
+    coordination.remember(_scheduled(portal_id), 1, ttl=settings.CRM_CARD_SYNC_DELAY + 30)
+    sync_cards.apply_async((portal_id,), countdown=settings.CRM_CARD_SYNC_DELAY)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=8)
+def sync_cards(self, portal_id: int) -> None:
+    """Every request of the portal whose card has unsynced changes: many requests changing together (a
+    burst of sends, a bulk signing) cost a few shared batches, not a request each (issue 14)."""
+    coordination.remember(_scheduled(portal_id), 0, ttl=0.001)  # a change from now on schedules a new run
+    portal = Portal.objects.filter(pk=portal_id).first()
+    if portal is None:
+        return
+    due = list(CardState.objects.filter(request__portal_id=portal_id, due__gt=F("synced"))
+               .order_by("pk").values_list("request_id", "due")[:CARDS_PER_RUN])
+    if not due:
+        return
+    outcomes = together(portal, [lambda rid=rid, n=n: _sync_one(rid, n) for rid, n in due])
+    if any(outcome is not True for outcome in outcomes):  # a transient failure: those rows are still due
+        raise self.retry(countdown=min(600.0, 10.0 * 2 ** self.request.retries) * random.uniform(0.8, 1.2))
+    if len(due) == CARDS_PER_RUN:
+        schedule_portal(portal_id)
+
+
+def _sync_one(request_id: int, due: int) -> bool:
+    """Sync one card; False when Bitrix24 failed for now (it stays due)."""
+    try:
+        sync_request(request_id)
+    except B24Error as exc:
+        if exc.transient:
+            return False
+        log.warning("request %s: CRM card not updated: %s", request_id, exc)
+    CardState.objects.filter(request_id=request_id, synced__lt=due).update(synced=due)
+    return True
+
+
+@shared_task
+def sync_due_cards() -> int:
+    """Safety net: portals whose cards have changes no task took (a worker died, Redis lost the task)."""
+    portals = set(CardState.objects.filter(due__gt=F("synced")).values_list("request__portal_id", flat=True))
+    for portal_id in portals:
+        schedule_portal(portal_id)
+    return len(portals)
+
 
 @shared_task(bind=True, acks_late=True, max_retries=8)
 def sync_card(self, request_id: int) -> None:
+    """One request's card (tasks queued before the per-portal sync_cards; kept so they still run)."""
     try:
         sync_request(request_id)
     except B24Error as exc:

@@ -57,18 +57,24 @@ class B24Client:
         self.user_token = user_token
         self.user_refresh = user_refresh  # () -> a fresh user token (raises B24Error when it cannot)
         self.requests_sent = 0
+        # The Bitrix24 user id this run-as token is proven to belong to (the call's event token was accepted):
+        # only then may its requests share a batch, and only with other proven tokens of the same user.
+        self.shares_as: int | None = None
 
     # -- public ------------------------------------------------------------------------------------
     def call(self, method: str, params: dict | None = None) -> Any:
         co = self._coalescer() if method in COALESCED else None
         if co is not None:  # shared with the portal's other jobs (rest/coalesce.py)
-            return co.call(method, params or {})
+            return co.call(method, params or {}, client=self)
         return self.call_full(method, params).get("result")
 
     def _coalescer(self):
-        # A shared batch goes out with the portal's stored token: a run-as user's requests never join one,
-        # or they would be read with the admin's rights (docs/decisions.md, "Coalescing and run-as users").
-        return None if self.user_token else active_for(self.portal.pk)
+        # A run-as user's requests join shared batches only once proven to be that user's, and share them only
+        # with the same user's (docs/decisions.md, "Coalescing and run-as users"): the admin's rights are
+        # never lent, nor another user's.
+        if self.user_token and not self.shares_as:
+            return None
+        return active_for(self.portal.pk)
 
     def call_full(self, method: str, params: dict | None = None) -> dict:
         """The whole response body (``result``, ``total``, ``next``, ``time``)."""
@@ -76,22 +82,24 @@ class B24Client:
         return self._send(method, params or {})
 
     def batch(self, calls: dict[str, tuple[str, dict]] | Iterable[tuple[str, str, dict]],
-              halt: bool = False) -> BatchResult:
+              halt: bool = False, slot_taken: bool = False) -> BatchResult:
         """Run many calls as ``batch`` requests of up to 50 commands each.
 
         ``calls`` maps a key to ``(method, params)``.  ``$result[key][field]`` references work between
-        commands of the same chunk of 50 (Bitrix24 resolves them server-side).
+        commands of the same chunk of 50 (Bitrix24 resolves them server-side).  ``slot_taken``: the caller
+        already waited for the first request's rate-limit slot (:meth:`wait_for_slot`).
         """
         items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
         self._require_admin_token([method for _key, (method, _params) in items])
         co = self._coalescer()
         if co is not None and len(items) <= BATCH_LIMIT:  # shared with the portal's other jobs (rest/coalesce.py)
-            return co.submit(dict(items), halt)
+            return co.submit(dict(items), halt, client=self)
         out = BatchResult()
         for start in range(0, len(items), BATCH_LIMIT):
             chunk = items[start:start + BATCH_LIMIT]
             cmd = {key: f"{method}?{php_query(params or {})}" for key, (method, params) in chunk}
-            body = self._send("batch", {"halt": 1 if halt else 0, "cmd": cmd}).get("result") or {}
+            body = self._send("batch", {"halt": 1 if halt else 0, "cmd": cmd},
+                              slot_taken=slot_taken and start == 0).get("result") or {}
             out.requests += 1
             out.results.update(body.get("result") or {})
             errors = body.get("result_error") or {}
@@ -123,12 +131,19 @@ class B24Client:
             log.warning("portal %s: %s denied to the stored token's user; an administrator must open the app",
                         self.portal.member_id, method)
 
-    def _send(self, method: str, params: dict) -> dict:
+    def wait_for_slot(self, method: str = "batch") -> None:
+        """Take the portal's next rate-limit slot now (sleeping until there is one) for a request sent
+        right after with ``slot_taken``: the coalescer fills that request while it waits."""
+        self._throttle(method)
+
+    def _send(self, method: str, params: dict, slot_taken: bool = False) -> dict:
         refreshed = False
         limit_hits = 0
         redirects = 0
         while True:
-            self._throttle(method)
+            if not slot_taken:
+                self._throttle(method)
+            slot_taken = False  # a retry of the same request takes a slot of its own
             portal = self.portal
             if not self.user_token and (not portal.access_token or (
                     portal.token_expires_at and portal.token_expires_at <= timezone.now())):

@@ -8,16 +8,23 @@ inside :meth:`Coalescer.participate`; while it does, its ``B24Client(portal).bat
 submitted together:
 
 * each job's commands are keyed ``j<n>_<key>`` and its ``$result[key]`` references rewritten to match, and
-  one job's commands always travel in the same request (references resolve within one batch only);
-* ``halt=True`` is emulated per job: its *first* command (the event-token proof) goes in a first round
-  and the job's other commands run in a second round only if it succeeded; after the first failing command
-  of a job its later results are dropped, as Bitrix24's halt would.  So one job's bad input or forged token
+  one job's commands of one round always travel in the same request (references resolve within one batch);
+* ``halt=True`` is emulated per job: its *first* command (the event-token proof) goes in one round and the
+  job's other commands join a later request only if it succeeded; after the first failing command of a
+  job its later results are dropped, as Bitrix24's halt would.  So one job's bad input or forged token
   never fails its neighbours, and a refused proof means no read of that job ever runs;
+* a request goes out with one token: the portal's stored one, or a robot's run-as user's.  A run-as
+  client joins only once its call is proven (``B24Client.shares_as``: the queue server's signed event
+  token vouches for the user id it sent with the token) and shares requests only with clients proven to be
+  the same user, sent with one of their tokens: the same rights either way, never the admin's lent;
 * a request that fails as a whole (rate limit after its retries, network) fails every job in it with the
   same :class:`B24Error` the job would have got alone; each job handles it as before (retry, answer).
 
-A submission waits for partners at most ``window`` seconds, and not at all once every live participant is
-waiting (a lone job is never delayed).
+One request is formed at a time.  Its leader first waits for partners (at most ``window`` seconds, and not
+at all once every live participant is waiting, so a lone job is never delayed), then for the portal's
+rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready while
+the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller each
+request, which is what keeps a 500-deal burst at a fraction of a request per call.
 """
 from __future__ import annotations
 
@@ -41,8 +48,21 @@ class _Job:
     halt: bool
     result: BatchResult = field(default_factory=BatchResult)
     error: BaseException | None = None
-    done: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     failed: bool = False  # halt: a command failed, later ones are not run / dropped
+
+
+@dataclass
+class _Part:
+    """The commands of one job that go in one request; ``then``: the ones that follow if these succeed."""
+    job: _Job
+    commands: dict
+    then: dict | None = None
+    client: B24Client | None = None  # a run-as user's client (None: the portal's stored token)
+
+    @property
+    def credential(self):
+        return None if self.client is None else self.client.shares_as
 
 
 class Coalescer:
@@ -51,24 +71,27 @@ class Coalescer:
         self.portal_pk = client.portal.pk
         self.window = window
         self.cond = threading.Condition()
-        self.pending: list[_Job] = []
+        self.pending: list[_Part] = []
         self.participants = 0
+        self.expected = 0  # jobs handed to this coalescer's process that have not started yet
+        self.inside = 0  # participants blocked in submit(): pending or in flight, doing no work of their own
         self.leading = False
         self.seq = 0
         self.requests = 0  # REST requests this coalescer sent (bench and tests)
 
     # -- participants ----------------------------------------------------------------------------------
-    def expect(self, n: int) -> None:
-        """Count ``n`` participants before their threads start (or a first one would think it is alone);
-        each then enters ``participate(expected=True)``."""
+    def expect(self, n: int = 1) -> None:
+        """Jobs that will participate soon (they wait for a thread): partners wait for them, within the window."""
         with self.cond:
-            self.participants += n
+            self.expected += n
 
     @contextlib.contextmanager
     def participate(self, expected: bool = False):
-        if not expected:
-            with self.cond:
-                self.participants += 1
+        """``expected``: this participant was announced with :meth:`expect`."""
+        with self.cond:
+            if expected:
+                self.expected -= 1
+            self.participants += 1
         token = _active.set(self)
         try:
             yield
@@ -79,81 +102,111 @@ class Coalescer:
                 self.cond.notify_all()
 
     # -- submissions -----------------------------------------------------------------------------------
-    def call(self, method: str, params: dict):
-        result = self.submit({"one": (method, params)}, halt=False)
+    def call(self, method: str, params: dict, client: B24Client | None = None):
+        result = self.submit({"one": (method, params)}, halt=False, client=client)
         err = result.errors.get("one")
         if err:
             raise B24Error(str(err.get("error") or "ERROR"), str(err.get("error_description", "")), method=method)
         return result.results.get("one")
 
-    def submit(self, commands: dict, halt: bool) -> BatchResult:
+    def submit(self, commands: dict, halt: bool, client: B24Client | None = None) -> BatchResult:
+        """``client``: a proven run-as user's client whose requests these are (None: the stored token)."""
+        client = client if client is not None and client.user_token else None
+        items = list(commands.items())
+        gated = halt and len(items) > 1
         with self.cond:
             self.seq += 1
-            job = _Job(prefix=f"j{self.seq}_", commands=dict(commands), halt=halt)
-            self.pending.append(job)
+            job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
+            self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
+                                      dict(items[1:]) if gated else None, client))
+            self.inside += 1
             self.cond.notify_all()
-            lead = not self.leading
-            if lead:
-                self.leading = True
-                deadline = time.monotonic() + self.window
-                while (left := deadline - time.monotonic()) > 0 and len(self.pending) < self.participants \
-                        and sum(len(j.commands) for j in self.pending) < BATCH_LIMIT:
-                    self.cond.wait(left)
-                jobs, self.pending, self.leading = self.pending, [], False
-        if lead:
-            self._run(jobs)
-        job.done.wait()
+        try:
+            while True:
+                with self.cond:
+                    while not job.done and (self.leading or not self.pending):
+                        self.cond.wait()
+                    if job.done:
+                        break
+                    self.leading = True  # nobody leads and something is pending: this thread forms the request
+                self._lead()
+        finally:
+            with self.cond:
+                self.inside -= 1
         if job.error is not None:
             raise job.error
         return job.result
 
     # -- sending ---------------------------------------------------------------------------------------
-    def _run(self, jobs: list[_Job]) -> None:
+    def _lead(self) -> None:
+        with self.cond:
+            deadline = time.monotonic() + self.window
+            while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants + self.expected \
+                    and self._pending_size() < BATCH_LIMIT:
+                self.cond.wait(left)
+        error = None
         try:
-            gated = [j for j in jobs if j.halt and len(j.commands) > 1]
-            first = {j.prefix: (dict(list(j.commands.items())[:1]) if j in gated else j.commands) for j in jobs}
-            self._send(jobs, first)
-            second = [j for j in gated if j.error is None and not j.failed]
-            self._send(second, {j.prefix: dict(list(j.commands.items())[1:]) for j in second})
-        finally:
-            for j in jobs:
-                j.done.set()
+            self.client.wait_for_slot()  # partners keep joining while the portal's bucket refills
+        except B24Error as exc:
+            error = exc
+        with self.cond:
+            parts = self._take_pending()
+            self.leading = False
+            self.cond.notify_all()
+        if error is None:
+            error = self._send(parts)
+        with self.cond:
+            for part in parts:
+                job = part.job
+                if error is not None:
+                    job.error = error
+                if part.then and job.error is None and not job.failed:  # the gated reads: the next request
+                    self.pending.insert(0, _Part(job, part.then, client=part.client))
+                else:
+                    job.done = True
+            self.cond.notify_all()
 
-    def _send(self, jobs: list[_Job], parts: dict[str, dict]) -> None:
-        """Pack whole jobs into requests of at most 50 commands and spread the answers back."""
-        packs: list[list[_Job]] = [[]]
-        size = 0
-        for j in jobs:
-            n = len(parts[j.prefix])
-            if packs[-1] and size + n > BATCH_LIMIT:
-                packs.append([])
-                size = 0
-            packs[-1].append(j)
-            size += n
-        for pack in packs:
-            if not pack:
-                continue
-            combined = {}
-            for j in pack:
-                keys = set(j.commands)
-                for key, (method, params) in parts[j.prefix].items():
-                    combined[j.prefix + key] = (method, _rewrite(params, j.prefix, keys))
-            token = _active.set(None)  # this request itself goes straight out
-            try:
-                out = self.client.batch(combined, halt=False)
-                self.requests += out.requests
-            except Exception as exc:  # the request as a whole: every job in it hears it
-                for j in pack:
-                    j.error = exc
-                continue
-            finally:
-                _active.reset(token)
-            for j in pack:
-                self._take(j, parts[j.prefix], out)
+    def _take_pending(self) -> list[_Part]:
+        """The oldest pending part and, in order, those with the same credential, up to 50 commands."""
+        credential = self.pending[0].credential
+        parts, size, rest = [], 0, []
+        for part in self.pending:
+            n = len(part.commands)
+            if part.credential == credential and (not parts or size + n <= BATCH_LIMIT):
+                parts.append(part)
+                size += n
+            else:
+                rest.append(part)
+        self.pending = rest
+        return parts
+
+    def _pending_size(self) -> int:
+        return sum(len(p.commands) for p in self.pending)
+
+    def _send(self, parts: list[_Part]) -> BaseException | None:
+        """One request for ``parts`` (at most 50 commands); each job takes its own results back."""
+        combined = {}
+        for part in parts:
+            keys = set(part.job.commands)
+            for key, (method, params) in part.commands.items():
+                combined[part.job.prefix + key] = (method, _rewrite(params, part.job.prefix, keys))
+        token = _active.set(None)  # this request itself goes straight out
+        try:
+            sender = parts[0].client or self.client  # same user for all parts, or the stored token
+            out = sender.batch(combined, halt=False, slot_taken=True)
+        except Exception as exc:  # the request as a whole: every job in it hears it
+            return exc
+        finally:
+            _active.reset(token)
+        self.requests += out.requests
+        for part in parts:
+            self._take(part, out)
+        return None
 
     @staticmethod
-    def _take(job: _Job, part: dict, out: BatchResult) -> None:
-        for key in part:
+    def _take(part: _Part, out: BatchResult) -> None:
+        job = part.job
+        for key in part.commands:
             if job.failed:
                 break  # halt: Bitrix24 would not have run it
             full = job.prefix + key

@@ -13,6 +13,7 @@ from django.utils import timezone
 from bizproc_ext import coalesce, drainer, pipeline
 from bizproc_ext.models import RobotCall
 from signing.models import SignatureRequest
+from tests.conftest import ADMIN_ID, MANAGER_ID
 from tests.robots.helpers import SEND_PROPS, deal_doc
 
 # Many calls for one deal and one document, each meant as its own send (the default would return the
@@ -22,12 +23,17 @@ SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
 pytestmark = pytest.mark.django_db(transaction=True)  # the group's threads need committed rows
 
 
-def burst(portal, deal, n: int, **props) -> list:
-    # Calls without a run-as token of their own: only those share read batches (a shared batch goes out
-    # with the portal's token; calls with their own token read alone, docs/decisions.md).
+def burst(portal, deal, n: int, user_id: int = 1, run_as: bool = False, **props) -> list:
+    # run_as=False: calls without a run-as token of their own (they read with the portal's token);
+    # run_as=True: as the queue server sends them, with the token of the user the rule runs as.
     return [portal.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_EACH, **props},
-                                   send_access_token=False)
+                                   send_access_token=run_as, user_id=user_id)
             for _ in range(n)]
+
+
+def read_batches(portal) -> list[dict]:
+    return [r for r in portal.emu.rest_log if r["method"] == "batch"
+            and any(str(c).startswith("crm.item.get") for c in r["params"]["cmd"].values())]
 
 
 def ids_of(portal) -> list[int]:
@@ -38,7 +44,8 @@ def test_a_burst_of_twenty_calls_costs_a_few_requests_and_each_is_answered_once(
                                                                               memory_provider, deal):
     flows = burst(portal_a, deal, 20)
     before = portal_a.emu.stats.requests
-    outcomes = coalesce.run_group(ids_of(portal_a))
+    # A wide window: the calls share one deal, so the open-request lock lets them finish one by one.
+    outcomes = coalesce.run_group(ids_of(portal_a), window=2.0)
     assert all(o.retry_in is None for o in outcomes.values())
     assert [len(wf.answers) for wf in flows] == [1] * 20 and all(wf.return_values["status"] == "sent" for wf in flows)
     assert SignatureRequest.objects.count() == 20 and memory_provider.sends == 20
@@ -144,3 +151,47 @@ def test_many_requests_finishing_together_share_their_answer_batches(portal_a, m
     sends = [e for e in portal_a.emu.rest_log if e["method"] == "batch"
              and any(str(v).startswith("bizproc.event.send") for v in e["params"].get("cmd", {}).values())]
     assert len(portal_a.emu.rest_log) <= 2 and len(sends) >= 1  # 6 alone
+
+
+def test_run_as_calls_of_one_user_share_read_batches_sent_with_that_users_token(portal_a, memory_account,
+                                                                                memory_provider, deal):
+    flows = burst(portal_a, deal, 12, user_id=MANAGER_ID, run_as=True)
+    portal_a.emu.rest_log.clear()
+    coalesce.run_group(ids_of(portal_a), window=2.0)
+    assert [len(wf.answers) for wf in flows] == [1] * 12 and memory_provider.sends == 12
+    reads = read_batches(portal_a)
+    assert sum(len(r["params"]["cmd"]) for r in reads) >= 12 * 3  # every call's reads went out
+    assert len(reads) <= 3, len(reads)  # shared (12 alone), and never with the admin's rights:
+    assert all(r["user_id"] == MANAGER_ID for r in reads)
+    proofs = [c for r in portal_a.emu.rest_log if r["method"] == "batch" for c in r["params"]["cmd"].values()
+              if str(c).startswith("bizproc.activity.log")]
+    assert len(proofs) >= 12
+
+
+def test_run_as_calls_of_two_users_never_share_a_read_batch(portal_a, memory_account, memory_provider, deal):
+    burst(portal_a, deal, 4, user_id=ADMIN_ID, run_as=True)
+    burst(portal_a, deal, 4, user_id=MANAGER_ID, run_as=True)
+    portal_a.emu.rest_log.clear()
+    coalesce.run_group(ids_of(portal_a), window=2.0)
+    assert memory_provider.sends == 8
+    by_user = {}
+    for r in read_batches(portal_a):
+        by_user.setdefault(r["user_id"], 0)
+        by_user[r["user_id"]] += sum(1 for c in r["params"]["cmd"].values() if str(c).startswith("crm.item.get"))
+    assert by_user == {ADMIN_ID: 4, MANAGER_ID: 4}  # each user's reads with that user's own token
+
+
+def test_a_forged_run_as_call_claiming_a_users_id_reads_nothing_in_their_batch(portal_a, memory_account,
+                                                                               memory_provider, deal):
+    good = burst(portal_a, deal, 3, user_id=MANAGER_ID, run_as=True)
+    # An employee replays the queue server's form with a made-up event token, claiming the manager's user id.
+    forged = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_EACH,
+                                      user_id=MANAGER_ID, deliver=False)
+    pairs = [(k, forged.event_token[:-4] + "0000" if k == "event_token" else v) for k, v in forged.pairs]
+    assert portal_a.emu.post_robot_call(forged, pairs).status_code == 200
+    portal_a.emu.rest_log.clear()
+    coalesce.run_group(ids_of(portal_a), window=2.0)
+    assert [len(wf.answers) for wf in good] == [1] * 3 and memory_provider.sends == 3
+    assert RobotCall.objects.get(answer_state="refused").signature_request is None
+    reads = sum(1 for r in read_batches(portal_a) for c in r["params"]["cmd"].values() if str(c).startswith("crm.item.get"))
+    assert reads == 3  # the forged call's reads never ran
