@@ -67,7 +67,10 @@ def install(cloud: Bitrix24Cloud, app_url: str, i: int, deals: int):
 def run_mode(mode: str, args, tmp: Path) -> dict:
     import redis
 
+    from django.db.models import F
+
     from b24app.models import Portal
+    from crmcard.models import CardState
     from bench.common import REDIS_URL
     from bizproc_ext.models import RobotCall
     from signing.models import ProviderAccount, SignatureRequest
@@ -121,9 +124,14 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         answered = sum(1 for wf in flows if wf.answers)
         at_answers = sum(emu.stats.requests for emu, _ in portals)
         # The deal cards (timeline card, status fields) are brought up to date just after: count them too,
-        # once the portals have heard nothing for 3 s.
+        # once every card is current (or the portals have heard nothing for 30 s).
         quiet_since, seen = time.monotonic(), at_answers
-        while time.monotonic() - quiet_since < 3.0 and time.monotonic() < deadline + 60:
+
+        def cards_current() -> bool:
+            return CardState.objects.count() >= total and not CardState.objects.filter(due__gt=F("synced")).exists()
+
+        while not (cards_current() and time.monotonic() - quiet_since >= 3.0) \
+                and time.monotonic() - quiet_since < 30.0 and time.monotonic() < deadline + 120:
             time.sleep(0.5)
             now_seen = sum(emu.stats.requests for emu, _ in portals)
             if now_seen != seen:
@@ -145,6 +153,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             "rest": requests_total, "rest_per_call": requests_total / max(1, total), "r503": r503,
             "rest_at_answers": at_answers, "settled": settled,
             "cards": sum(len(emu.activities) for emu, _ in portals),
+            "cards_due": CardState.objects.filter(due__gt=F("synced")).count(), "card_rows": CardState.objects.count(),
             "query_limit_surfaced": sum(1 for wf in flows if "QUERY_LIMIT" in str(wf.return_values.get("error"))),
             "statuses": dict(statuses), "errors": dict(errors), "by_method": dict(by_method),
         }
@@ -164,7 +173,7 @@ def print_result(r: dict) -> None:
           f"(delivered in {r['delivered']:.1f}s) -> {r['calls'] / r['elapsed']:.1f} calls/s", flush=True)
     print(f"[{r['mode']}]   Bitrix24 REST: {r['rest']} requests = {r['rest_per_call']:.2f} per robot call, deal cards "
           f"included ({r['cards']} timeline cards, settled after {r['settled']:.1f}s; {r['rest_at_answers']} requests "
-          f"at the last answer); 503 QUERY_LIMIT_EXCEEDED from the portals: {r['r503']}", flush=True)
+          f"at the last answer; card rows {r['card_rows']}, still due {r['cards_due']}); 503 QUERY_LIMIT_EXCEEDED from the portals: {r['r503']}", flush=True)
     print(f"[{r['mode']}]   methods (batch commands counted inside): "
           + ", ".join(f"{m}x{n}" for m, n in sorted(r["by_method"].items())), flush=True)
     print(f"[{r['mode']}]   lost {r['lost']}, duplicated {r['duplicated']}, refused {r['refused']}, rows {r['rows']}, "

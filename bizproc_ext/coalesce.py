@@ -153,7 +153,8 @@ def _coalescer_for(portal, window: float, jobs: int) -> Coalescer:
     with _coalescers_lock:
         co = _coalescers.get(portal.pk)
         if co is None or co.participants + co.expected == 0:
-            co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window)
+            co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window,
+                                                    burst_window=settings.ROBOT_COALESCE_BURST_WINDOW)
         co.expect(jobs)
         return co
 

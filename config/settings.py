@@ -111,6 +111,8 @@ ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
 # (bizproc_ext/coalesce.py): at most this many per group, waiting at most this long for partners.
 ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
 ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
+# ... and this long while a burst runs (8 or more calls of the portal in the process), for fuller batches.
+ROBOT_COALESCE_BURST_WINDOW = env.float("ROBOT_COALESCE_BURST_WINDOW", default=1.0)
 # Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
 ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
 # Calls a worker process takes into its background at most (groups run there, freeing the Celery thread for

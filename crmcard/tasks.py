@@ -49,7 +49,10 @@ def sync_cards(self, portal_id: int) -> None:
     if not due:
         return
     outcomes = together(portal, [lambda rid=rid, n=n: _sync_one(rid, n) for rid, n in due])
-    if any(outcome is not True for outcome in outcomes):  # a transient failure: those rows are still due
+    failed = sum(1 for outcome in outcomes if outcome is not True)
+    if failed:  # a transient failure: those rows are still due
+        log.warning("portal %s: %d of %d CRM cards not updated for now; retrying", portal.member_id[:8], failed,
+                    len(due))
         raise self.retry(countdown=min(600.0, 10.0 * 2 ** self.request.retries) * random.uniform(0.8, 1.2))
     if len(due) == CARDS_PER_RUN:
         schedule_portal(portal_id)
@@ -61,6 +64,7 @@ def _sync_one(request_id: int, due: int) -> bool:
         sync_request(request_id)
     except B24Error as exc:
         if exc.transient:
+            log.warning("request %s: CRM card not updated for now: %s", request_id, exc)
             return False
         log.warning("request %s: CRM card not updated: %s", request_id, exc)
     CardState.objects.filter(request_id=request_id, synced__lt=due).update(synced=due)

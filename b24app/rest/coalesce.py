@@ -20,8 +20,9 @@ submitted together:
 * a request that fails as a whole (rate limit after its retries, network) fails every job in it with the
   same :class:`B24Error` the job would have got alone; each job handles it as before (retry, answer).
 
-One request is formed at a time.  Its leader first waits for partners (at most ``window`` seconds, and not
-at all once every live participant is waiting, so a lone job is never delayed), then for the portal's
+One request is formed at a time.  Its leader first waits for partners (at most ``window`` seconds, or
+``burst_window`` while many jobs are running, and not at all once every live participant is waiting, so a
+lone job is never delayed), then for the portal's
 rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready while
 the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller each
 request, which is what keeps a 500-deal burst at a fraction of a request per call.
@@ -66,10 +67,15 @@ class _Part:
 
 
 class Coalescer:
-    def __init__(self, client: B24Client, window: float = 0.2):
+    # In a burst (this many jobs running or waiting) a request waits up to ``burst_window`` to fill: the
+    # jobs are many, so its 50 commands come quickly, and each request saved is one the portal keeps.
+    BURST_JOBS = 8
+
+    def __init__(self, client: B24Client, window: float = 0.2, burst_window: float | None = None):
         self.client = client
         self.portal_pk = client.portal.pk
         self.window = window
+        self.burst_window = max(window, burst_window if burst_window is not None else window)
         self.cond = threading.Condition()
         self.pending: list[_Part] = []
         self.participants = 0
@@ -140,7 +146,8 @@ class Coalescer:
     # -- sending ---------------------------------------------------------------------------------------
     def _lead(self) -> None:
         with self.cond:
-            deadline = time.monotonic() + self.window
+            burst = self.participants + self.expected >= self.BURST_JOBS
+            deadline = time.monotonic() + (self.burst_window if burst else self.window)
             while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants + self.expected \
                     and self._pending_size() < BATCH_LIMIT:
                 self.cond.wait(left)
