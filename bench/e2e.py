@@ -66,13 +66,12 @@ def install(cloud: Bitrix24Cloud, app_url: str, i: int, deals: int):
 
 def run_mode(mode: str, args, tmp: Path) -> dict:
     import redis
-
     from django.db.models import F
 
     from b24app.models import Portal
-    from crmcard.models import CardState
     from bench.common import REDIS_URL
     from bizproc_ext.models import RobotCall
+    from crmcard.models import CardState
     from signing.models import ProviderAccount, SignatureRequest
 
     reset_state()
