@@ -18,7 +18,7 @@ from b24app.rest import B24Client
 from signing import states
 from signing.models import SignatureRequest
 from signing.registry import all_providers
-from signing.services import signed_file_link
+from signing.services import signed_file_key, signed_file_link
 
 from . import fields as uf
 from .layout import card_fields, card_layout
@@ -47,6 +47,18 @@ def notify_user(req) -> int | None:
     return call.auth_user_id if call else None
 
 
+def field_values(req: SignatureRequest, setup: CardSetup, lang: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The status fields to write, and what each one means (what ``CardState.pushed_fields`` keeps).
+
+    They differ only for "Signed document": a fresh signed-file link is new text every second, so it is
+    compared by the file it opens. Comparing the links made every later sync write the field again.
+    """
+    etid = req.entity_type_id
+    link, key = (signed_file_link(req), signed_file_key(req)) if req.signed_file else ("", "")
+    return (uf.item_fields(setup, etid, uf.values_for(req, lang, link)),
+            uf.item_fields(setup, etid, uf.values_for(req, lang, key)))
+
+
 def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str, tuple[str, dict]]:
     """The commands that bring the card from ``state`` to ``req`` (empty: nothing changed)."""
     lang = lang_of(req.portal)
@@ -57,9 +69,8 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
     if not terminal_ready:
         return {}  # the outcome goes out whole once it is in the CRM (request_finished)
     calls: dict[str, tuple[str, dict]] = {}
-    values = uf.values_for(req, lang, signed_file_link(req) if req.signed_file else "")
-    item_fields = uf.item_fields(setup, etid, values)
-    changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != v}
+    item_fields, marks = field_values(req, setup, lang)
+    changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != marks[k]}
     if changed_fields:
         calls["fields"] = ("crm.item.update", {"entityTypeId": etid, "id": eid, "fields": changed_fields})
     needs_owner = state.activity_id is None or (req.is_terminal and req.status not in state.notified)
@@ -144,7 +155,8 @@ def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None
             item = (result.results.get("fields") or {}).get("item") or {}
             sent = calls["fields"][1]["fields"]
             missing = [k for k in sent if k not in item]
-            state.pushed_fields = {**state.pushed_fields, **{k: v for k, v in sent.items() if k in item}}
+            marks = field_values(req, setup, lang_of(req.portal))[1]
+            state.pushed_fields = {**state.pushed_fields, **{k: marks[k] for k in sent if k in item}}
             if missing:
                 uf.mark_missing(req.portal, req.entity_type_id, missing)
                 _recreate_later(req.portal.pk, req.entity_type_id)
