@@ -42,7 +42,10 @@ def lang_of(portal) -> str:
 
 
 def notify_user(req) -> int | None:
-    """Who hears about the outcome: the user who sent it from the card, else the item's responsible (None)."""
+    """Who hears about the outcome: the user the robot names ("Notify this user"), else the user who sent it
+    from the card, else the item's responsible (None: read in the batch itself)."""
+    if str(req.options.get("notify_user_id") or "").isdigit():
+        return int(req.options["notify_user_id"])
     call = req.robot_calls.filter(event_token__startswith="card:").exclude(auth_user_id=None).first()
     return call.auth_user_id if call else None
 
@@ -73,7 +76,9 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
     changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != marks[k]}
     if changed_fields:
         calls["fields"] = ("crm.item.update", {"entityTypeId": etid, "id": eid, "fields": changed_fields})
-    needs_owner = state.activity_id is None or (req.is_terminal and req.status not in state.notified)
+    notified_user = notify_user(req) if req.is_terminal and req.status not in state.notified else None
+    needs_owner = state.activity_id is None or (
+        req.is_terminal and req.status not in state.notified and notified_user is None)
     owner_ref = None
     if needs_owner:
         if "fields" not in calls:
@@ -104,7 +109,7 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
             calls["trigger"] = ("crm.automation.trigger.execute",
                                 {"CODE": code, "OWNER_TYPE_ID": etid, "OWNER_ID": eid})
         if req.status in TRIGGERS and req.status not in state.notified:
-            user = notify_user(req) or owner_ref
+            user = notified_user or owner_ref
             calls["notify"] = ("im.notify.system.add", {
                 "USER_ID": user, "MESSAGE": outcome_message(req, lang),
                 # Bitrix24 keeps one notification per TAG: even a resend after a lost answer shows once.
