@@ -90,7 +90,8 @@ class Resolver:
             calls["disk"] = ("disk.file.get", {"id": props["document_id"]})
         elif source == "docgen" and props.get("document_id"):
             calls["docgen"] = ("crm.documentgenerator.document.get", {"id": props["document_id"]})
-        users = [u for key in ("signer_users", "signers", "assignee", "reviewers", "editors", "responsible")
+        users = [u for key in ("signer_users", "signers", "assignee", "reviewers", "editors", "responsible",
+                               "notify_user")
                  for u in _as_list(props.get(key))]
         if users:
             calls["users"] = ("user.get", {"filter": {"ID": sorted(set(users))}})
@@ -121,6 +122,14 @@ class Resolver:
         # KEDO identifies members by user id only; "user:<id>" is how its rows are named without an email.
         return Signer(email=email or f"user:{int(user_id)}", name=name, user_id=int(user_id),
                       phone=str(user.get("PERSONAL_MOBILE") or user.get("WORK_PHONE") or ""), **extra)
+
+    def check_notify_user(self) -> None:
+        """The user the robot names to hear the outcome must exist now: a notice to nobody would be lost
+        silently, weeks later (read in the first batch with the signers)."""
+        user_id = self.props.get("notify_user")
+        if user_id and int(user_id) not in self.users():
+            raise InputError(f"the user to notify, user_{user_id}, cannot be read (deleted, or not visible to "
+                             "the app)")
 
     def contact_signers(self) -> list[Signer]:
         mode = self.props.get("signer_contacts")

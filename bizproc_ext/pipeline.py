@@ -279,6 +279,7 @@ def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -
         if props.get("text_tags"):
             account.provider_impl().require("text_tags")
         signers = resolver.signers(signer_fields.signers(resolver))
+    resolver.check_notify_user()
     title = props.get("title") or resolver.title()
     with transaction.atomic():
         req = services.create_request(call.portal, account, title=title, signers=signers,
@@ -356,6 +357,7 @@ def request_options(props: dict, kedo: bool) -> dict:
     else:
         names = {k: k for k in ("signing_order", "expiry_days", "reminder_days", "signer_auth", "subject",
                                  "text_tags")}
+    names["notify_user"] = "notify_user_id"  # crmcard tells this user the outcome instead of the responsible
     return {ours: props.get(key) for key, ours in names.items() if props.get(key) not in (None, "")}
 
 

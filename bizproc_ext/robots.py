@@ -13,7 +13,7 @@ from django.conf import settings
 
 from signing.registry import all_providers
 
-CATALOGUE_VERSION = 3
+CATALOGUE_VERSION = 4  # 4: notify_user
 
 # Where the robots are offered: deals, leads, smart processes and (smart) invoices.
 CRM_DOCUMENT_TYPES = [
@@ -173,6 +173,12 @@ PROVIDER_TEMPLATE_PROPS: dict[str, Prop] = {
           "Das PDF hat Text-Tags ({{t:s;r:y;o:\"Signer 1\";}})"), "bool", default="N"),
 }
 
+# Who hears the outcome (crmcard's notification); "user_N" like every user property (parsing.parse_user).
+NOTIFY_USER_PROP = Prop(
+    t("Notify this user", "Уведомить этого пользователя", "Diesen Benutzer benachrichtigen"), "user",
+    description=t("When the request is signed, declined, expired or failed. Empty: the item's responsible",
+                  "Когда документ подписан, отклонён, истёк или не подписан. Пусто: ответственный за элемент",
+                  "Wenn signiert, abgelehnt, abgelaufen oder fehlgeschlagen. Leer: der Verantwortliche"))
 WAIT_PROP = Prop(t("Wait until the signing ends", "Ждать завершения подписания", "Bis zum Ende der Signatur warten"),
                  "bool", default="Y")
 REQUEST_ID_PROP = Prop(t("Signature request ID", "ID запроса на подпись", "ID der Signaturanfrage"),
@@ -257,6 +263,7 @@ def _send_robot() -> Robot:
                                                 "Я отправлю ссылку сам (signing_links)",
                                                 "Ich sende den Link selbst (signing_links)")}),
             "if_open_exists": IF_OPEN_EXISTS_PROP,
+            "notify_user": NOTIFY_USER_PROP,
             "wait": WAIT_PROP,
         },
         return_properties={**RESULT_PROPS, "open_request": OPEN_REQUEST_RESULT,
@@ -291,6 +298,7 @@ def _kedo_robot() -> Robot:
             "provider_uid": Prop(t("Signing provider UID", "UID провайдера подписи", "UID des Signaturanbieters")),
             "region_document_type": Prop(t("Document type code", "Код типа документа", "Dokumenttyp-Code"),
                                          default="12.999"),
+            "notify_user": NOTIFY_USER_PROP,
             "wait": WAIT_PROP,
         },
         return_properties=RESULT_PROPS,

@@ -37,7 +37,7 @@ class CardState(models.Model):
     activity_id = models.PositiveBigIntegerField(null=True, blank=True)
     pushed_status = models.CharField(max_length=20, blank=True)
     pushed_signers = models.JSONField(default=dict, blank=True)   # email -> status, as the card last showed
-    pushed_fields = models.JSONField(default=dict, blank=True)    # UF name -> value, as last written
+    pushed_fields = models.JSONField(default=dict, blank=True)    # UF name -> value last written (file: its key)
     trigger_fired = models.CharField(max_length=40, blank=True)   # the trigger code fired for the outcome
     notified = models.JSONField(default=list, blank=True)         # outcome events already notified
     card_updates = models.PositiveIntegerField(default=0)         # configurable.add/update sent (for the bench)

@@ -18,7 +18,7 @@ from b24app.rest import B24Client
 from signing import states
 from signing.models import SignatureRequest
 from signing.registry import all_providers
-from signing.services import signed_file_link
+from signing.services import signed_file_key, signed_file_link
 
 from . import fields as uf
 from .layout import card_fields, card_layout
@@ -42,9 +42,24 @@ def lang_of(portal) -> str:
 
 
 def notify_user(req) -> int | None:
-    """Who hears about the outcome: the user who sent it from the card, else the item's responsible (None)."""
+    """Who hears about the outcome: the user the robot names ("Notify this user"), else the user who sent it
+    from the card, else the item's responsible (None: read in the batch itself)."""
+    if str(req.options.get("notify_user_id") or "").isdigit():
+        return int(req.options["notify_user_id"])
     call = req.robot_calls.filter(event_token__startswith="card:").exclude(auth_user_id=None).first()
     return call.auth_user_id if call else None
+
+
+def field_values(req: SignatureRequest, setup: CardSetup, lang: str) -> tuple[dict[str, str], dict[str, str]]:
+    """The status fields to write, and what each one means (what ``CardState.pushed_fields`` keeps).
+
+    They differ only for "Signed document": a fresh signed-file link is new text every second, so it is
+    compared by the file it opens. Comparing the links made every later sync write the field again.
+    """
+    etid = req.entity_type_id
+    link, key = (signed_file_link(req), signed_file_key(req)) if req.signed_file else ("", "")
+    return (uf.item_fields(setup, etid, uf.values_for(req, lang, link)),
+            uf.item_fields(setup, etid, uf.values_for(req, lang, key)))
 
 
 def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str, tuple[str, dict]]:
@@ -57,12 +72,13 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
     if not terminal_ready:
         return {}  # the outcome goes out whole once it is in the CRM (request_finished)
     calls: dict[str, tuple[str, dict]] = {}
-    values = uf.values_for(req, lang, signed_file_link(req) if req.signed_file else "")
-    item_fields = uf.item_fields(setup, etid, values)
-    changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != v}
+    item_fields, marks = field_values(req, setup, lang)
+    changed_fields = {k: v for k, v in item_fields.items() if state.pushed_fields.get(k) != marks[k]}
     if changed_fields:
         calls["fields"] = ("crm.item.update", {"entityTypeId": etid, "id": eid, "fields": changed_fields})
-    needs_owner = state.activity_id is None or (req.is_terminal and req.status not in state.notified)
+    notified_user = notify_user(req) if req.is_terminal and req.status not in state.notified else None
+    needs_owner = state.activity_id is None or (
+        req.is_terminal and req.status not in state.notified and notified_user is None)
     owner_ref = None
     if needs_owner:
         if "fields" not in calls:
@@ -93,7 +109,7 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
             calls["trigger"] = ("crm.automation.trigger.execute",
                                 {"CODE": code, "OWNER_TYPE_ID": etid, "OWNER_ID": eid})
         if req.status in TRIGGERS and req.status not in state.notified:
-            user = notify_user(req) or owner_ref
+            user = notified_user or owner_ref
             calls["notify"] = ("im.notify.system.add", {
                 "USER_ID": user, "MESSAGE": outcome_message(req, lang),
                 # Bitrix24 keeps one notification per TAG: even a resend after a lost answer shows once.
@@ -144,7 +160,8 @@ def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None
             item = (result.results.get("fields") or {}).get("item") or {}
             sent = calls["fields"][1]["fields"]
             missing = [k for k in sent if k not in item]
-            state.pushed_fields = {**state.pushed_fields, **{k: v for k, v in sent.items() if k in item}}
+            marks = field_values(req, setup, lang_of(req.portal))[1]
+            state.pushed_fields = {**state.pushed_fields, **{k: marks[k] for k in sent if k in item}}
             if missing:
                 uf.mark_missing(req.portal, req.entity_type_id, missing)
                 _recreate_later(req.portal.pk, req.entity_type_id)

@@ -16,17 +16,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from b24app.frames import frame_entry, ui_view
-from b24app.rest import B24Client, B24Error
+from b24app.rest import B24Error
 from b24app.rest.client import call_with_token
-from bizproc_ext import sources
 from bizproc_ext.parsing import typed_properties
 from bizproc_ext.robots import catalogue
 from signing.models import ProviderAccount
-from signing.registry import all_providers
 
 from .card_scope import CardScope, scope_from_frame, scope_from_token
 from .card_tab import card_url, card_view, queue_card_call
-from .robot_settings import provider_template_choices
+from .robot_form import drive_file_error, prop_rows, provider_choices, provider_template_choices, template_choices
 from .views import base_context
 
 log = logging.getLogger("b24sign.ui")
@@ -80,38 +78,22 @@ def _generated(endpoint: str, auth_id: str, scope: CardScope) -> list[dict]:
     return [{"id": str(d.get("id")), "title": str(d.get("title") or d.get("id"))} for d in docs or []]
 
 
-def form_props(request, values: dict) -> list[dict]:
-    lang = request.ui.lang
-    robot = catalogue()["b24sign_send"]
-    props = []
-    for key in FORM_KEYS:
-        prop = robot.properties[key]
-        value = values.get(key, prop.default if prop.default is not None else "")
-        props.append({"key": key, "label": prop.name.get(lang) or prop.name["en"], "type": prop.type,
-                      "multiple": prop.multiple,
-                      "value": (value if isinstance(value, list) else [v for v in [value] if v]) if prop.multiple
-                      else ("" if value is None else value),
-                      "options": [(k, v.get(lang) or v["en"]) for k, v in (prop.options or {}).items()]})
-        if prop.multiple:
-            props[-1]["text"] = "\n".join(str(v) for v in props[-1]["value"])
-    return props
-
-
 def render_form(request, scope: CardScope, values: dict, *, fields=(), documents=(), errors=(), status=200):
-    accounts = ProviderAccount.objects.filter(portal=request.ui.portal, enabled=True)
-    labels = all_providers()
-    providers = [(a.provider, labels[a.provider].label if a.provider in labels else a.provider, a.is_default)
-                 for a in accounts if a.provider in labels and labels[a.provider].via_robot == "send"]
-    templates = []
-    try:  # the document generator's templates for this item's type (robot settings do the same)
-        templates = sources.list_templates(B24Client(request.ui.portal), scope.entity_type_id)
-    except B24Error as exc:
-        log.info("portal %s: templates not listed: %s", request.ui.portal.member_id[:8], exc.error)
-    provider_templates, _unlisted = provider_template_choices(accounts)
+    """The robot's own form (pages/robot_form.py), with the choices this item offers."""
+    portal = request.ui.portal
+    accounts = ProviderAccount.objects.filter(portal=portal, enabled=True)
+    templates, templates_error = template_choices(portal, scope.entity_type_id)
+    if templates_error:
+        log.info("portal %s: templates not listed: %s", portal.member_id[:8], templates_error)
+    provider_templates, provider_templates_error = provider_template_choices(accounts)
+    choices = {"provider": provider_choices(accounts), "document_field": list(fields),
+               "document_id": [(d["id"], d["title"]) for d in documents], "template_id": templates,
+               "provider_template_id": provider_templates}
     context = {**base_context(request, "card"), "scope": scope, "c": scope.token(request.ui),
-               "templates": templates, "provider_templates": provider_templates,
-               "props": form_props(request, values), "providers": providers, "file_fields": list(fields),
-               "documents": list(documents), "errors": list(errors), "back_url": card_url(request, scope, "card-item")}
+               "props": prop_rows(catalogue()["b24sign_send"], values, request.ui.lang, FORM_KEYS, choices),
+               "drive_file_id": values.get("drive_file_id") or "",
+               "templates_error": templates_error, "provider_templates_error": provider_templates_error,
+               "errors": list(errors), "back_url": card_url(request, scope, "card-item")}
     return render(request, "pages/card_send.html", context, status=status)
 
 
@@ -146,13 +128,21 @@ def card_send_form(request):
            for k in FORM_KEYS}
     raw["signer_emails"] = [e for line in raw["signer_emails"] or [] for e in line.replace(",", "\n").split() if e]
     raw["cc_emails"] = [e for line in raw["cc_emails"] or [] for e in line.replace(",", "\n").split() if e]
+    drive_file = (request.POST.get("drive_file_id") or "").strip()
+    if raw.get("document_source") == "disk" and drive_file:  # the Drive control (document_id lists generated ones)
+        raw["document_id"] = drive_file
     values, errors = typed_properties(catalogue()["b24sign_send"], raw)
     if not values.get("signer_emails") and values.get("signer_contacts") in (None, "none") \
             and not values.get("template_roles"):
         errors.append(_("Add at least one signer."))
+    if values.get("document_source") == "disk" and not errors:
+        # Asked now with the manager's own token: a file they cannot open is refused here, before any call.
+        problem = drive_file_error(request.ui.call_as_user, values.get("document_id"))
+        if problem:
+            errors.append(problem)
     if errors:
-        return render_form(request, scope, {**raw, **{k: v for k, v in values.items() if v}}, errors=errors,
-                           status=400)
+        return render_form(request, scope, {**raw, **{k: v for k, v in values.items() if v},
+                                            "drive_file_id": drive_file}, errors=errors, status=400)
     call = queue_card_call(request, scope, values)
     log.info("portal %s: user %s sent a request from the CRM card (call %s)", request.ui.portal.member_id[:8],
              request.ui.user_id, call.pk)

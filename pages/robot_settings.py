@@ -17,12 +17,11 @@ from b24app.frames import verified_frame_user
 from b24app.framing import allow_portal_frame
 from b24app.lifecycle import Rejected
 from b24app.models import Portal
-from b24app.rest import B24Client, B24Error
 from bizproc_ext import sources
 from bizproc_ext.robots import catalogue
-from signing.base import ProviderError
 from signing.models import ProviderAccount
-from signing.registry import all_providers
+
+from .robot_form import prop_rows, provider_choices, provider_template_choices, template_choices
 
 
 def frame_portal(post) -> Portal:
@@ -82,51 +81,21 @@ def settings_context(request, code: str) -> dict:
     current = options.get("current_values") if isinstance(options.get("current_values"), dict) else {}
     lang = (request.GET.get("LANG") or portal.language or "en")[:2]
     accounts = ProviderAccount.objects.filter(portal=portal, enabled=True)
-    providers = [(a.provider, all_providers()[a.provider].label if a.provider in all_providers() else a.provider,
-                  a.is_default) for a in accounts if a.provider != "b24kedo"]
-    props = []
-    for key, prop in robot.properties.items():
-        value = current.get(key, prop.default if prop.default is not None else "")
-        props.append({
-            "key": key, "label": prop.name.get(lang) or prop.name["en"], "type": prop.type,
-            "multiple": prop.multiple, "required": prop.required,
-            "value": value if not prop.multiple else (value if isinstance(value, list) else [v for v in [value] if v]),
-            "options": [(k, v.get(lang) or v["en"]) for k, v in (prop.options or {}).items()],
-            "description": (prop.description.get(lang) or prop.description["en"]) if prop.description else "",
-        })
     request.portal = portal
     templates, templates_error = [], ""
     if "template_id" in robot.properties:
-        try:
-            templates = sources.list_templates(B24Client(portal), sources.entity_type_of(options.get("document_type")))
-        except B24Error as exc:  # no documentgenerator scope or rights: the ID can still be typed
-            templates_error = exc.description or exc.error
+        templates, templates_error = template_choices(portal, sources.entity_type_of(options.get("document_type")))
     provider_templates, provider_templates_error = [], ""
     if "provider_template_id" in robot.properties:
         provider_templates, provider_templates_error = provider_template_choices(accounts)
-    return {"provider_templates": provider_templates, "provider_templates_error": provider_templates_error,
-            "templates": templates, "templates_error": templates_error,
-            "portal": portal, "robot": robot, "props": props, "lang": lang,
-            "robot_name": robot.name.get(lang) or robot.name["en"], "providers": providers,
-            "file_fields": file_fields(options.get("document_fields")),
-            "signer_field_choices": signer_field_choices(options.get("document_fields")),
-            "current_json": json.dumps(current)}
-
-
-def provider_template_choices(accounts) -> tuple[list[dict], str]:
-    """Templates of every connected account that has them (signNow), for the provider template control."""
-    out, errors = [], []
-    for account in accounts:
-        impl = account.provider_impl()
-        if "templates" not in impl.capabilities:
-            continue
-        try:
-            for tpl in impl.list_templates():
-                out.append({"id": tpl.id, "name": tpl.name, "provider": impl.label, "roles": ", ".join(tpl.roles),
-                            "text_fields": ", ".join(tpl.text_fields)})
-        except ProviderError as exc:
-            errors.append(f"{impl.label}: {exc.message}")
-    return out, "; ".join(errors)
+    choices = {"document_field": file_fields(options.get("document_fields")), "template_id": templates,
+               "provider_template_id": provider_templates,
+               "signer_fields": signer_field_choices(options.get("document_fields"))}
+    if "provider" in robot.properties:
+        choices["provider"] = provider_choices(accounts)
+    return {"provider_templates_error": provider_templates_error, "templates_error": templates_error,
+            "portal": portal, "robot": robot, "props": prop_rows(robot, current, lang, choices=choices), "lang": lang,
+            "robot_name": robot.name.get(lang) or robot.name["en"], "current_json": json.dumps(current)}
 
 
 @csrf_exempt

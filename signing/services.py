@@ -336,11 +336,24 @@ def signer_summary(req: SignatureRequest) -> str:
     return "; ".join(f"{s.email}: {s.status}" for s in req.signers.all())
 
 
-def signed_file_link(req: SignatureRequest) -> str:
+def _signed_file_payload(req: SignatureRequest) -> dict:
     # "i" ties the link to this installation: after an uninstall (and a later reinstall) it is dead.
-    token = django_signing.dumps({"r": str(req.public_id), "i": int(req.portal.installed_at.timestamp())},
-                                 salt="b24sign.signed-file")
+    return {"r": str(req.public_id), "i": int(req.portal.installed_at.timestamp())}
+
+
+def signed_file_link(req: SignatureRequest) -> str:
+    token = django_signing.dumps(_signed_file_payload(req), salt="b24sign.signed-file")
     return f"{settings.APP_BASE_URL}/signing/files/{token}/"
+
+
+def signed_file_key(req: SignatureRequest) -> str:
+    """What a signed-file link opens, the same for every link issued for it.
+
+    Each link carries the second it was signed in (``dumps`` is timestamped, for the 30-day expiry), so two
+    links for one file differ in text; whoever compares links (the CRM card's diff) compares this instead.
+    """
+    payload = _signed_file_payload(req)
+    return f"signed-file:{payload['r']}@{payload['i']}"
 
 
 def load_signed_file_token(token: str) -> tuple[str, int | None]:

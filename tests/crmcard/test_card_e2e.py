@@ -1,5 +1,7 @@
 """A request sent by a robot lives in the deal card: timeline card, signer log messages, the three status fields,
 the "Document signed" trigger and one notification to the responsible user."""
+import time
+
 import pytest
 
 from crmcard.models import CardSetup, CardState
@@ -17,7 +19,6 @@ def _sign_all(memory_provider, req, capture, *emails):
             refresh_request_status.apply(args=[req.pk, "webhook"])
 
 
-@pytest.mark.xfail(strict=False, reason="KNOWN FLAKY in the full suite: a rerun of sync_request sometimes sends one more command; open under issue 15")
 @pytest.mark.django_db
 def test_robot_sent_request_goes_sent_to_signed_on_the_deal_card(eager_tasks, portal_a, memory_account,
                                                                  memory_provider, deal,
@@ -162,3 +163,27 @@ def test_a_declined_request_fires_document_declined_and_tells_the_responsible(ea
     assert emu.crm.get(2, deal)["ufCrm_B24SIGN_FILE"] == ""
     assert [r["code"] for r in emu.trigger_runs] == ["b24sign_declined"]
     assert emu.notify_sends == 1 and "was declined" in emu.notifications[0]["message"]
+
+
+@pytest.mark.django_db
+def test_a_sync_seconds_after_the_outcome_does_not_write_the_signed_document_field_again(
+        eager_tasks, portal_a, memory_account, memory_provider, deal, django_capture_on_commit_callbacks, monkeypatch):
+    # The e2e test above was flaky: a signed-file link carries the second it was signed in, so a sync in a
+    # later second than the outcome's saw a "new" link and wrote crm.item.update again. Here the clock moves on.
+    from crmcard.sync import sync_request
+
+    emu = portal_a.emu
+    emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties={**SEND_PROPS, "wait": "Y"})
+    run_worker()
+    req = SignatureRequest.objects.get()
+    _sign_all(memory_provider, req, django_capture_on_commit_callbacks, "anna@customer.test")
+    req.refresh_from_db()
+    assert req.status == states.COMPLETED
+    link = emu.crm.get(2, deal)["ufCrm_B24SIGN_FILE"]
+    updates = emu.stats.by_method["crm.item.update"]
+
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 3600)
+    assert sync_request(req.pk) == 0
+    assert emu.stats.by_method["crm.item.update"] == updates
+    assert emu.crm.get(2, deal)["ufCrm_B24SIGN_FILE"] == link  # the first link stays, valid for 30 days

@@ -211,25 +211,83 @@ def test_the_send_form_preselects_send_another_since_a_manager_means_a_new_reque
     assert 'value="another" selected' in option
 
 
-@pytest.mark.django_db
-def test_a_manager_cannot_send_a_drive_file_they_cannot_open_from_the_card(client, portal_a, memory_account,
-                                                                          memory_provider, deal, pdf_bytes):
-    """The card's form reads with the manager's own token: the admin's rights are never lent to them."""
-    secret = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes, owner=ADMIN_ID)
-    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
-                       user_id=MANAGER_ID, path="/card/send/")
+def _send_form(client, emu, user_id=MANAGER_ID, deal=None, **fields):
+    r = open_placement(client, emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)}, user_id=user_id,
+                       path="/card/send/")
     assert r.status_code == 200
     html = r.content.decode()
     form = {"t": html.split('name="t" value="')[1].split('"')[0],
-            "c": html.split('name="c" value="')[1].split('"')[0], "provider": "default", "document_source": "disk",
-            "document_id": str(secret), "document_field": "", "signer_emails": "attacker@evil.test",
+            "c": html.split('name="c" value="')[1].split('"')[0], "provider": "default", "document_field": "",
             "signer_contacts": "none", "signing_order": "sequential", "subject": "", "message": "",
-            "expiry_days": "", "reminder_days": "", "cc_emails": "", "document_url": ""}
-    assert client.post("/card/send/form/", form).status_code == 303
-    call = RobotCall.objects.get()
-    assert call.auth_user_id == MANAGER_ID and call.auth_access_token  # the manager's own token, encrypted
-    run_worker()
-    call.refresh_from_db()
-    assert "cannot read the Drive file" in call.last_error or "cannot read the Drive file" in str(call.answer)
+            "expiry_days": "", "reminder_days": "", "cc_emails": "", "document_url": "", **fields}
+    return html, client.post("/card/send/form/", form)
+
+
+@pytest.mark.django_db
+def test_a_manager_cannot_send_a_drive_file_they_cannot_open_from_the_card(client, portal_a, memory_account,
+                                                                          memory_provider, deal, pdf_bytes):
+    """The form asks Bitrix24 with the manager's own token: the admin's rights are never lent to them."""
+    secret = portal_a.emu.crm.add_disk_file("salaries.pdf", pdf_bytes, owner=ADMIN_ID)
+    html, page = _send_form(client, portal_a.emu, deal=deal, document_source="disk", drive_file_id=str(secret),
+                            signer_emails="attacker@evil.test")
+    assert 'id="p-drive_file_id"' in html
+    assert page.status_code == 400
+    assert f"You cannot open the Drive file {secret}, so you cannot send it." in page.content.decode()
+    assert not RobotCall.objects.exists()
     assert portal_a.emu.stats.downloads == 0 and memory_provider.sends == 0
+
+
+@pytest.mark.django_db
+def test_a_drive_file_the_manager_can_open_goes_through_the_robot_pipeline(client, portal_a, memory_account,
+                                                                          memory_provider, deal, pdf_bytes):
+    shared = portal_a.emu.crm.add_disk_file("offer.pdf", pdf_bytes, owner=ADMIN_ID, shared_with=[MANAGER_ID])
+    _html, page = _send_form(client, portal_a.emu, deal=deal, document_source="disk", drive_file_id=str(shared),
+                             signer_emails="anna@customer.test")
+    assert page.status_code == 303
+    call = RobotCall.objects.get()
+    assert call.properties["document_id"] == str(shared) and call.auth_user_id == MANAGER_ID
+    run_worker()
+    req = SignatureRequest.objects.get()
+    assert req.status == "sent" and memory_provider.sends == 1
+    assert req.options["source_key"] == f"disk:{shared}" and portal_a.emu.stats.downloads == 1
+
+
+@pytest.mark.django_db
+def test_a_drive_file_unshared_after_the_form_is_still_refused_by_the_worker(client, portal_a, memory_account,
+                                                                            memory_provider, deal, pdf_bytes):
+    """The worker reads with the manager's token again (the form's check is for the manager, not the guarantee)."""
+    emu = portal_a.emu
+    fid = emu.crm.add_disk_file("offer.pdf", pdf_bytes, owner=ADMIN_ID, shared_with=[MANAGER_ID])
+    _html, page = _send_form(client, emu, deal=deal, document_source="disk", drive_file_id=str(fid),
+                             signer_emails="anna@customer.test")
+    assert page.status_code == 303
+    emu.crm.disk[fid]["readers"] = {ADMIN_ID}  # the owner stopped sharing it before the worker ran
+    run_worker()
+    call = RobotCall.objects.get()
+    assert "cannot read the Drive file" in call.last_error or "cannot read the Drive file" in str(call.answer)
+    assert emu.stats.downloads == 0 and memory_provider.sends == 0
     assert not SignatureRequest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_card_form_and_the_slider_offer_the_same_template_choices(client, portal_a, memory_account, deal):
+    """One form: the card lists the docgen templates the robot's slider lists, with the same control."""
+    from tests.emulators.bitrix24.docgen import add_template
+    from tests.ui.test_robot_settings_sources import control, open_slider
+
+    add_template(portal_a.emu, "Sales contract", entity_type_ids=(2,))
+    html, _page = _send_form(client, portal_a.emu, deal=deal, document_source="template")
+    slider = open_slider(portal_a, client)
+    def select(page, key):
+        return control(page, key).split("</select>")[0]
+
+    assert "Sales contract" in select(html, "template_id")
+    assert select(html, "template_id") == select(slider, "template_id")
+    assert select(html, "provider") == select(slider, "provider")
+
+
+@pytest.mark.django_db
+def test_the_drive_control_speaks_russian(client, portal_a, memory_account, deal):
+    r = open_placement(client, portal_a.emu, "CRM_DEAL_ACTIVITY_TIMELINE_MENU", {"ENTITY_ID": str(deal)},
+                       path="/card/send/", lang="ru")
+    assert "Файл на Диске Битрикс24 (ID)" in r.content.decode()

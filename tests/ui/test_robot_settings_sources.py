@@ -83,3 +83,13 @@ def test_the_slider_lists_the_connected_signnow_templates_with_their_roles(porta
     parts = html.split('id="template-parts"')[1].split("</p>")[0]
     assert "Buyer, Seller" in parts and "Price" in parts
     assert 'placeholder="Buyer=primary_contact' in html  # the role mapping control
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("lang, label", [("en", "Notify this user"), ("ru", "Уведомить этого пользователя")])
+def test_the_slider_offers_notify_this_user_with_its_default_explained(portal_a, memory_account, client, lang, label):
+    html = open_slider(portal_a, client, current={"notify_user": "user_7"}, lang=lang)
+    assert label in html
+    field = control(html, "notify_user")
+    assert 'value="user_7"' in field and 'placeholder="user_1"' in field
+    assert ("the item&#x27;s responsible" if lang == "en" else "ответственный за элемент") in field
