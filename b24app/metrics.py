@@ -11,8 +11,12 @@ member id, domain, token or email ever becomes a label.
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 
@@ -59,14 +63,72 @@ def _field(labels: dict) -> str:
     return json.dumps(labels, sort_keys=True, separators=(",", ":"))
 
 
+# Counters are added up in the process and written every METRICS_FLUSH_INTERVAL seconds in one pipeline, by a
+# thread of their own: a Redis round trip per robot call cost the handler as much as its parsing (issue 14).
+# A process that dies loses at most that interval's counts; one that exits writes them (atexit).
+_pending: dict[tuple[str, str], float] = {}
+_pending_lock = threading.Lock()
+_flusher_pid: int | None = None
+
+
 def inc(name: str, by: float = 1.0, **labels) -> None:
+    if store() is None:
+        return
+    key = (PREFIX + name, _field(labels))
+    interval = float(getattr(settings, "METRICS_FLUSH_INTERVAL", 0) or 0)
+    if interval <= 0:
+        _write({key: by})
+        return
+    with _pending_lock:
+        _pending[key] = _pending.get(key, 0.0) + by
+    if _flusher_pid != os.getpid():
+        _start_flusher(interval)
+
+
+def flush() -> None:
+    """Write the counts this process still holds (the flusher does it every interval; read() first)."""
+    with _pending_lock:
+        batch = dict(_pending)
+        _pending.clear()
+    if batch:
+        _write(batch)
+
+
+def _write(batch: dict[tuple[str, str], float]) -> None:
     r = store()
     if r is None:
         return
     try:
-        r.hincrbyfloat(PREFIX + name, _field(labels), by)
+        pipe = r.pipeline(transaction=False)
+        for (key, field), by in batch.items():
+            pipe.hincrbyfloat(key, field, by)
+        pipe.execute()
     except Exception as exc:  # noqa: BLE001  (metrics never fail the caller)
-        log.debug("metric %s not counted: %s", name, exc.__class__.__name__)
+        log.debug("%d metric counts not written: %s", len(batch), exc.__class__.__name__)
+
+
+def _start_flusher(interval: float) -> None:
+    global _flusher_pid
+    with _pending_lock:
+        if _flusher_pid == os.getpid():
+            return
+        _flusher_pid = os.getpid()  # per process: a forked child (gunicorn/Celery worker) starts its own
+
+    def run():
+        while True:
+            time.sleep(interval)
+            flush()
+    threading.Thread(target=run, name="metrics-flush", daemon=True).start()
+
+
+def _forget_parent_counts() -> None:
+    global _pending_lock
+    _pending.clear()  # the parent writes its own counts; the child would count them twice
+    _pending_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_parent_counts)
+atexit.register(flush)
 
 
 def observe(name: str, value: float, **labels) -> None:
@@ -92,6 +154,7 @@ def read(key: str) -> dict[tuple, float]:
     r = store()
     if r is None:
         return {}
+    flush()  # this process's own counts are in what it shows
     out = {}
     for field, value in r.hgetall(PREFIX + key).items():
         out[tuple(json.loads(field).items())] = float(value)

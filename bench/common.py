@@ -106,11 +106,12 @@ class Proc:
         self.log.close()
 
 
-def start_gunicorn(port: int, workers: int, env: dict, log_path: Path) -> Proc:
+def start_gunicorn(port: int, workers: int, env: dict, log_path: Path, worker_class: str = "sync",
+                   threads: int = 1) -> Proc:
     bin_dir = Path(sys.executable).parent
     proc = Proc([str(bin_dir / "gunicorn"), "config.wsgi:application", "--bind", f"127.0.0.1:{port}",
-                 "--workers", str(workers), "--worker-class", "sync", "--log-level", "warning",
-                 "--backlog", "2048"], env, log_path)
+                 "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
+                 "--log-level", "warning", "--backlog", "2048"], env, log_path)
     proc.port = port
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -211,6 +211,8 @@ def profile(n: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description="robot handler throughput (gunicorn + PostgreSQL + Redis, wrk)")
     ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
+    ap.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
     ap.add_argument("--connections", type=int, default=16)
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--runs", type=int, default=2, help="alternating no-op / robot-call runs")
@@ -234,12 +236,13 @@ def main() -> int:
     base = f"http://127.0.0.1:{port}"
     get_script = tmp / "get.lua"
     get_script.write_text(LUA_GET)
-    servers = {"robot call": start_gunicorn(port, args.workers, bench_env(), tmp / "gunicorn.log")}
+    shape = dict(worker_class=args.worker_class, threads=args.threads)
+    servers = {"robot call": start_gunicorn(port, args.workers, bench_env(), tmp / "gunicorn.log", **shape)}
     if args.compare:
         servers["robot call, before"] = start_gunicorn(
-            free_port(), args.workers, bench_env(B24SIGN_BENCH_BEFORE=1), tmp / "gunicorn-before.log")
+            free_port(), args.workers, bench_env(B24SIGN_BENCH_BEFORE=1), tmp / "gunicorn-before.log", **shape)
     print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; command: {' '.join(sys.argv)}")
-    print(f"gunicorn {args.workers} sync workers on {base}; wrk -t1 -c{args.connections} -d{args.duration}s; "
+    print(f"gunicorn {args.workers} {args.worker_class} workers x {args.threads} threads on {base}; wrk -t1 -c{args.connections} -d{args.duration}s; "
           f"PostgreSQL + Redis local; no Celery worker")
     results = {"noop": [], **{label: [] for label in servers}}
     try:

@@ -1,7 +1,9 @@
 """Robot registrations per portal, and every robot call the queue server delivered to us."""
 from __future__ import annotations
 
-from django.db import models
+from functools import cache
+
+from django.db import connections, models, router
 from django.utils import timezone
 
 from b24app.crm import crm_entity
@@ -86,7 +88,29 @@ class RobotCall(models.Model):
     def __str__(self):
         return f"{self.code} {self.document_id} [{self.state}]"
 
+    @classmethod
+    def insert(cls, **fields) -> int:
+        """``objects.create(**fields).pk`` for the robot handler: the same values (defaults, encryption, JSON
+        adaptation, all by the fields themselves) in one ``INSERT … RETURNING id`` whose text is built once
+        per process.  The ORM's insert compiler costs more CPU than the round trip (bench/handler.py)."""
+        row = cls(**fields)
+        connection = connections[router.db_for_write(cls)]
+        sql, columns = _insert_statement(connection.alias)
+        params = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in columns]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchone()[0]
+
     @property
     def entity(self) -> tuple[int, int] | None:
         """(entityTypeId, id) of the CRM item, from document_id (DEAL_42, LEAD_7, DYNAMIC_177_5, SMART_INVOICE_9)."""
         return crm_entity(self.document_id)
+
+
+@cache
+def _insert_statement(alias: str) -> tuple[str, list]:
+    columns = [f for f in RobotCall._meta.concrete_fields if not f.primary_key]
+    quote = connections[alias].ops.quote_name
+    sql = (f"INSERT INTO {quote(RobotCall._meta.db_table)} ({', '.join(quote(f.column) for f in columns)}) "
+           f"VALUES ({', '.join(['%s'] * len(columns))}) RETURNING {quote(RobotCall._meta.pk.column)}")
+    return sql, columns

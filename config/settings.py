@@ -150,6 +150,7 @@ INSTALLED_APPS = [
 ]
 MIDDLEWARE = [
     "b24app.middleware.content_length_guard",
+    "bizproc_ext.middleware.robot_fast_path",  # robot calls skip the page middleware below (its docstring)
     "django.middleware.security.SecurityMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -199,6 +200,8 @@ SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 # (unset: no endpoint).  METRICS_ENABLED=0 stops counting altogether.
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
 METRICS_ENABLED = env.bool("METRICS_ENABLED", default=True)
+# Counters are buffered per process and written to Redis this often (0: one write per count).
+METRICS_FLUSH_INTERVAL = env.float("METRICS_FLUSH_INTERVAL", default=1.0)
 
 LOGGING = {
     "version": 1,

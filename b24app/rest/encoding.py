@@ -40,6 +40,7 @@ def _scalar(value) -> str:
 
 
 _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
+_PART = re.compile(r"\[([^\[\]]*)\]")
 
 
 def parse_php_pairs(pairs) -> dict:
@@ -47,11 +48,11 @@ def parse_php_pairs(pairs) -> dict:
     (``properties[k][0]``), except ``k[]`` appends, so callers decide what a list means."""
     root: dict = {}
     for key, value in pairs:
-        m = _KEY.match(key)
+        m = _KEY.match(key) if "[" in key else None  # a plain key needs no regex
         if not m:
             root[key] = value
             continue
-        parts = [m.group(1)] + re.findall(r"\[([^\[\]]*)\]", m.group(2))
+        parts = [m.group(1), *_PART.findall(m.group(2))]
         node = root
         for i, part in enumerate(parts):
             if part == "":
