@@ -36,6 +36,11 @@ log = logging.getLogger("b24sign.pipeline")
 MAX_ATTEMPTS = 8
 
 
+class StillSending(Exception):
+    """The open request this call would return is still being sent by another call: answer once it is out."""
+    retry_after = 5.0
+
+
 @dataclass
 class Outcome:
     retry_in: float | None = None  # seconds; None when the call is finished (or waiting for signers)
@@ -89,7 +94,7 @@ def _run(call: RobotCall) -> Outcome:
         proof.refuse(call, str(exc))
         forget_user_token(call)
         return Outcome()
-    except AnswerPending as exc:  # the work is done; only the answer waits (answers.py caps its tries)
+    except (AnswerPending, StillSending) as exc:  # only the answer waits (answers.py caps its tries)
         return _retry_later(call, exc)
     except (InputError, ProviderError, B24Error) as exc:
         if call.signature_request is not None:
@@ -322,6 +327,10 @@ def _settled_by_open_request(call: RobotCall, key: str, client: B24Client) -> bo
         existing.log("replaced", f"replaced by robot call {call.pk}", source="robot")
         _note_open_request(call, duplicates.REPLACED)
         return False
+    if existing.send_phase != "sent" and not call.properties.get("wait") and call.attempts < MAX_ATTEMPTS:
+        # Answering now would tell the workflow "draft" while the other call is a moment from "sent" (a
+        # burst that fires twice for a deal); the workflow's next rule expects the request as it goes out.
+        raise StillSending("the open request for the same document is still being sent")
     _note_open_request(call, duplicates.RETURNED)
     RobotCall.objects.filter(pk=call.pk).update(signature_request=existing)
     call.signature_request = existing

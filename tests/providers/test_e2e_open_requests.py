@@ -7,6 +7,7 @@ another; the answer says which happened.  signNow is the strict emulator.
 """
 import pytest
 
+from bizproc_ext import pipeline
 from bizproc_ext.models import RobotCall
 from signing import states
 from signing.models import SignatureRequest
@@ -103,3 +104,21 @@ def test_a_finished_request_is_no_reason_to_hold_back(portal_a, signnow, first, 
     again = fire(portal_a, deal)
     assert again.return_values["open_request"] == "none"
     assert again.return_values["request_id"] != str(req.public_id)
+
+
+def test_a_refired_robot_waits_for_the_open_request_still_being_sent_and_answers_sent(
+        eager_tasks, portal_a, connected, signnow, deal):
+    # The first call's upload fails for now (signNow 503): its request is a draft, its call will retry.
+    signnow.fail_next(1, status=503)
+    first = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=ONCE)
+    pipeline.run(RobotCall.objects.get().pk)
+    assert first.answers == [] and SignatureRequest.objects.get().send_phase != "sent"
+    again = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=ONCE)
+    again_call = RobotCall.objects.order_by("-pk").first()
+    pipeline.run(again_call.pk)  # the deal fired again meanwhile: nothing to answer yet ("draft" would mislead)
+    again_call.refresh_from_db()
+    assert again.answers == [] and again_call.state == RobotCall.QUEUED and again_call.retry_at is not None
+    run_worker()  # the first call's retry sends; then the second answers with the request as it went out
+    assert first.return_values["status"] == "sent"
+    assert again.return_values["status"] == "sent" and again.return_values["open_request"] == "returned"
+    assert SignatureRequest.objects.count() == 1 and len(invites(signnow)) == 1
