@@ -36,9 +36,14 @@ def test_a_signer_opening_the_document_is_one_log_message_and_a_viewed_state(por
                                                                             deal, client):
     req = sent
     assert titles(portal_a) == []
+    b24_before, reads_before = portal_a.emu.stats.requests, len(signnow.calls)
     signnow.view(req.external_id, ANNA)
 
     assert titles(portal_a) == ["Viewed: Anna Buyer"]
+    # The cost of a view: one batch to Bitrix24 (card + log message); two reads at signNow (document, history).
+    assert portal_a.emu.stats.requests - b24_before == 1
+    assert [c["path"] for c in signnow.calls[reads_before:]] == [f"/document/{req.external_id}",
+                                                                   f"/document/{req.external_id}/historyfull"]
     [message] = portal_a.emu.log_messages
     assert (message["entityTypeId"], message["entityId"]) == (2, deal)
     card = card_of(portal_a)
