@@ -132,6 +132,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-robot-calls": {"task": "bizproc_ext.tasks.sweep_robot_calls", "schedule": 30.0},
     "poll-open-requests": {"task": "signing.tasks.poll_open_requests", "schedule": 60.0},
     "finalize-stragglers": {"task": "signing.tasks.finalize_stragglers", "schedule": 120.0},
+    "check-callbacks": {"task": "signing.tasks.check_callbacks", "schedule": 3600.0},
     "answer-finished-requests": {"task": "bizproc_ext.tasks.answer_finished_requests", "schedule": 120.0},
     "refresh-idle-portals": {"task": "b24app.tasks.refresh_idle_portals", "schedule": 6 * 3600.0},
     "sync-due-cards": {"task": "crmcard.tasks.sync_due_cards", "schedule": 60.0},

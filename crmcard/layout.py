@@ -11,8 +11,11 @@ from .fields import status_label
 
 BADGE = {"draft": "secondary", "sent": "primary", "partially_signed": "warning", "completed": "success",
          "declined": "failure", "expired": "failure", "cancelled": "secondary", "error": "failure"}
-SIGNER = {"en": {"pending": "waiting", "signed": "signed", "declined": "declined", "cancelled": "cancelled"},
-          "ru": {"pending": "ожидает", "signed": "подписал", "declined": "отклонил", "cancelled": "отменено"}}
+# Keyed by SignerRow.display_status ("viewed": still to sign, has opened the document).
+SIGNER = {"en": {"pending": "waiting", "viewed": "viewed", "signed": "signed", "declined": "declined",
+                 "cancelled": "cancelled"},
+          "ru": {"pending": "ожидает", "viewed": "просмотрел", "signed": "подписал", "declined": "отклонил",
+                 "cancelled": "отменено"}}
 WORDS = {"en": {"provider": "Provider", "open": "Open", "remind": "Remind", "cancel": "Cancel request",
                 "title": "E-signature"},
          "ru": {"provider": "Сервис", "open": "Открыть", "remind": "Напомнить", "cancel": "Отменить запрос",
@@ -25,7 +28,7 @@ def _w(lang: str) -> dict:
 
 def signer_line(signers: list, lang: str) -> str:
     names = SIGNER.get(lang, SIGNER["en"])
-    return "; ".join(f"{s.name or s.email}: {names.get(s.status, s.status)}" for s in signers)
+    return "; ".join(f"{s.name or s.email}: {names.get(s.display_status, s.display_status)}" for s in signers)
 
 
 def card_layout(req, signers: list, provider_label: str, lang: str) -> dict:
@@ -38,7 +41,8 @@ def card_layout(req, signers: list, provider_label: str, lang: str) -> dict:
     for i, s in enumerate(signers[:15]):
         blocks[f"signer{i}"] = {"type": "withTitle", "properties": {
             "title": s.name or s.email, "inline": True,
-            "block": {"type": "text", "properties": {"value": SIGNER.get(lang, SIGNER["en"]).get(s.status, s.status)}}}}
+            "block": {"type": "text", "properties": {
+                "value": SIGNER.get(lang, SIGNER["en"]).get(s.display_status, s.display_status)}}}}
     if req.error and req.status in ("declined", "error"):
         blocks["reason"] = {"type": "text", "properties": {"value": req.error[:300]}}
     buttons = {"open": {"title": w["open"], "type": "primary",

@@ -36,7 +36,8 @@ class CardState(models.Model):
     request = models.OneToOneField("signing.SignatureRequest", on_delete=models.CASCADE, related_name="card")
     activity_id = models.PositiveBigIntegerField(null=True, blank=True)
     pushed_status = models.CharField(max_length=20, blank=True)
-    pushed_signers = models.JSONField(default=dict, blank=True)   # email -> status, as the card last showed
+    pushed_signers = models.JSONField(default=dict, blank=True)   # email -> display status, as the card last showed
+    pushed_views = models.JSONField(default=list, blank=True)     # emails whose "viewed" log message went out
     pushed_fields = models.JSONField(default=dict, blank=True)    # UF name -> value last written (file: its key)
     trigger_fired = models.CharField(max_length=40, blank=True)   # the trigger code fired for the outcome
     notified = models.JSONField(default=list, blank=True)         # outcome events already notified

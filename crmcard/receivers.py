@@ -74,6 +74,23 @@ def tell_admins(sender, account, reason, message="", **kwargs) -> None:
     transaction.on_commit(lambda: _notify(pk, key, text), robust=True)
 
 
+LOSS = {True: "%s stopped sending b24sign its status updates (the webhook subscription was gone: deleted or "
+              "expired at %s); b24sign subscribed again, nothing to do.",
+        False: "%s stopped sending b24sign its status updates (the webhook subscription was gone: deleted or "
+               "expired at %s) and subscribing again failed (%s); b24sign polls instead — reconnect the account."}
+
+
+@receiver(signing.callbacks_lost, dispatch_uid="crmcard.tell_admins_callbacks_lost")
+def tell_admins_callbacks_lost(sender, account, lost_at, restored, message="", **kwargs) -> None:
+    label = all_providers()[account.provider].label if account.provider in all_providers() else account.provider
+    text = LOSS[restored] % ((label, label) if restored else (label, label, message[:200]))
+    # One notice per loss (keyed by when it was first seen) and outcome: a later check that finds the same loss,
+    # or a retry, says nothing more; a loss that could not be restored and later is, says so once.
+    key = f"account:{account.pk}:lost:{int(lost_at.timestamp())}:{'restored' if restored else 'failed'}"
+    pk = account.portal_id
+    transaction.on_commit(lambda: _notify(pk, key, text), robust=True)
+
+
 def _notify(portal_id: int, key: str, text: str) -> None:
     portal = Portal.objects.installed().filter(pk=portal_id).first()
     if portal:

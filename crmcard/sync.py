@@ -30,7 +30,8 @@ log = logging.getLogger("b24sign.crmcard")
 TRIGGERS = {states.COMPLETED: "b24sign_signed", states.DECLINED: "b24sign_declined",
             states.EXPIRED: "b24sign_expired", states.ERROR: "b24sign_failed"}
 SIGNER_EVENTS = {"signed", "declined"}
-LOG_TITLES = {"en": {"signed": "Signed", "declined": "Declined"}, "ru": {"signed": "Подписал", "declined": "Отклонил"}}
+LOG_TITLES = {"en": {"viewed": "Viewed", "signed": "Signed", "declined": "Declined"},
+              "ru": {"viewed": "Просмотрел", "signed": "Подписал", "declined": "Отклонил"}}
 
 
 def provider_label(code: str) -> str:
@@ -67,7 +68,7 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
     lang = lang_of(req.portal)
     etid, eid = req.entity_type_id, req.entity_id
     signers = list(req.signers.all())
-    now_signers = {s.email.lower(): s.status for s in signers}
+    now_signers = {s.email.lower(): s.display_status for s in signers}
     terminal_ready = not req.is_terminal or req.finalized_at is not None
     if not terminal_ready:
         return {}  # the outcome goes out whole once it is in the CRM (request_finished)
@@ -96,13 +97,20 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
             calls["card"] = ("crm.activity.configurable.update", {"id": state.activity_id, "fields": fields,
                                                                   "layout": layout})
     titles = LOG_TITLES.get(lang, LOG_TITLES["en"])
+
+    def log_message(event: str, s) -> tuple[str, dict]:
+        return ("crm.timeline.logmessage.add", {"fields": {
+            "entityTypeId": etid, "entityId": eid, "iconCode": "info",
+            "title": f"{titles[event]}: {s.name or s.email}", "text": f"{req.title} ({provider_label(req.provider)})"}})
+
     for i, s in enumerate(signers):
         key = s.email.lower()
+        # A view is its own event (once per signer, kept in pushed_views): it is told even when the same
+        # change also brings the signature, and before it.
+        if s.viewed_at and key not in state.pushed_views:
+            calls[f"view{i}"] = log_message("viewed", s)
         if s.status in SIGNER_EVENTS and state.pushed_signers.get(key) != s.status:
-            calls[f"log{i}"] = ("crm.timeline.logmessage.add", {"fields": {
-                "entityTypeId": etid, "entityId": eid, "iconCode": "info",
-                "title": f"{titles[s.status]}: {s.name or s.email}",
-                "text": f"{req.title} ({provider_label(req.provider)})"}})
+            calls[f"log{i}"] = log_message(s.status, s)
     if req.is_terminal:
         code = TRIGGERS.get(req.status)
         if code and not state.trigger_fired and setup.triggers.get(code) == "registered":
@@ -144,15 +152,19 @@ def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None
                 state.activity_id = int(added.get("id") or 0) or None
             state.card_updates += 1
             state.pushed_status = req.status
-    signers = dict(state.pushed_signers)
+    signers, views = dict(state.pushed_signers), list(state.pushed_views)
     card_failed = "card" in calls and "card" in result.errors
     for i, s in enumerate(req.signers.all()):
         key = f"log{i}"
         if key in result.errors:
             errors.append(f"{key}: {result.errors[key].get('error_description')}")
         elif not card_failed:  # shown on the card, and its log message (if any) went out
-            signers[s.email.lower()] = s.status
-    state.pushed_signers = signers
+            signers[s.email.lower()] = s.display_status
+        if f"view{i}" in result.errors:
+            errors.append(f"view{i}: {result.errors[f'view{i}'].get('error_description')}")
+        elif f"view{i}" in calls and s.email.lower() not in views:
+            views.append(s.email.lower())
+    state.pushed_signers, state.pushed_views = signers, views
     if "fields" in calls:
         if "fields" in result.errors:
             errors.append(f"fields: {result.errors['fields'].get('error_description')}")

@@ -110,7 +110,7 @@ def render_tab(request, scope: CardScope, message: str = "", error: str = "", st
         req.status_label = labels.get(req.status, req.status)
         req.provider_label = providers.get(req.provider, req.provider)
         for s in req.signer_list:
-            s.status_label = SIGNER_LABELS.get(s.status, s.status)
+            s.status_label = SIGNER_LABELS.get(s.display_status, s.display_status)
         req.history = list(req.events.all())
         req.can_remind = "remind" in caps and not req.is_terminal
         req.can_cancel = scope.may_manage and "cancel" in caps and not req.is_terminal

@@ -31,7 +31,8 @@ from .forms import FilterForm, status_choices
 
 log = logging.getLogger("b24sign.ui")
 
-SIGNER_LABELS = {"pending": gettext_lazy("waiting"), "signed": gettext_lazy("signed"),
+# Keyed by SignerRow.display_status: "viewed" is a signer still to sign who has opened the document.
+SIGNER_LABELS = {"pending": gettext_lazy("waiting"), "viewed": gettext_lazy("viewed"), "signed": gettext_lazy("signed"),
                  "declined": gettext_lazy("declined"), "cancelled": gettext_lazy("cancelled")}
 CALL_LABELS = {"queued": gettext_lazy("queued"), "running": gettext_lazy("running"),
                "waiting": gettext_lazy("waiting for signers"), "done": gettext_lazy("done")}
@@ -59,7 +60,7 @@ def _decorate(req, portal, status_labels: dict, provider_labels: dict) -> None:
     req.crm_path = queries.crm_path(req.entity_type_id, req.entity_id)
     req.crm_label = crm_label(req.entity_type_id, req.entity_id)
     for signer in getattr(req, "signer_list", []):
-        signer.status_label = SIGNER_LABELS.get(signer.status, signer.status)
+        signer.status_label = SIGNER_LABELS.get(signer.display_status, signer.display_status)
 
 
 def app_url(request, name: str, *args, **params) -> str:

@@ -89,6 +89,14 @@ class SignerState:
     external_id: str = ""
     name: str = ""
     signed_at: str = ""
+    viewed_at: str = ""            # ISO time the signer first opened the document, where the provider says so
+
+
+@dataclass
+class CallbackGap:
+    """What a provider's check of its webhook subscriptions found missing (``Provider.callback_gap``)."""
+    lost: list[str] = field(default_factory=list)  # subscribed by us once, gone now (deleted or expired)
+    new: list[str] = field(default_factory=list)   # never subscribed (an event added since the account connected)
 
 
 @dataclass
@@ -188,6 +196,15 @@ class Provider:
 
     def on_connected(self, webhook_url: str) -> None:
         """Subscribe to callbacks etc. once credentials are stored (optional)."""
+
+    def callback_gap(self, webhook_url: str) -> CallbackGap | None:
+        """The webhook subscriptions missing at the provider now; None when it has none we can list."""
+        return None
+
+    def restore_callbacks(self, webhook_url: str, events: list[str]) -> None:
+        """Subscribe again to ``events`` (from :meth:`callback_gap`).  Raise ProviderError."""
+        raise ProviderError(f"{self.label} has no webhook subscriptions to restore", permanent=True,
+                            code="unsupported")
 
     # -- lifecycle -------------------------------------------------------------------------------
     def validate(self, spec: SendSpec) -> None:

@@ -37,6 +37,10 @@ class ProviderAccount(models.Model):
     last_test_at = models.DateTimeField(null=True, blank=True)
     last_test_ok = models.BooleanField(null=True)
     last_test_message = models.TextField(blank=True)
+    # A webhook subscription found missing by the periodic check, until it is restored and announced:
+    # the admins' notice is keyed by it, so each loss is told once however often the check runs.
+    callbacks_lost_at = models.DateTimeField(null=True, blank=True)
+    callbacks_checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -170,11 +174,18 @@ class SignerRow(models.Model):
     status = models.CharField(max_length=20, default="pending")  # pending | signed | declined | cancelled
     external_id = models.CharField(max_length=255, blank=True)
     signed_at = models.DateTimeField(null=True, blank=True)
+    # The first time the provider saw this signer open the document (set once, while still to sign).
+    viewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["order", "id"]
         # The dashboard's search by signer email (``email__iexact``) stays an index lookup at any size.
         indexes = [models.Index(Upper("email"), name="signer_email_upper")]
+
+    @property
+    def display_status(self) -> str:
+        """What the card and the tab show: ``viewed`` is a pending signer who has opened the document."""
+        return "viewed" if self.status == "pending" and self.viewed_at else self.status
 
 
 class RequestEvent(models.Model):

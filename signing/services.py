@@ -10,12 +10,14 @@ from __future__ import annotations
 import base64
 import logging
 from datetime import timedelta
+from datetime import timezone as dt_timezone
 
 from django.conf import settings
 from django.core import signing as django_signing
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from b24app import coordination
 from b24app.crm import timeline_entity_type
@@ -69,6 +71,7 @@ def connect_account(portal, provider: str, credentials: dict, *, make_default: b
         account.label = label or account.label
         account.is_default = bool(make_default) or account.is_default or (make_default is None and not others.exists())
         account.last_test_at, account.last_test_ok, account.last_test_message = timezone.now(), True, "Connected."
+        account.callbacks_lost_at = None  # on_connected below subscribes everything afresh
         account.save()
         if make_default:
             others.update(is_default=False)
@@ -80,6 +83,52 @@ def connect_account(portal, provider: str, credentials: dict, *, make_default: b
         signals.account_broken.send(sender=ProviderAccount, account=account, reason="callbacks", message=str(exc))
         return account, f"callbacks could not be set up ({exc}); b24sign polls instead"
     return account, ""
+
+
+def check_callbacks(account: ProviderAccount) -> str:
+    """Compare the account's webhook subscriptions at the provider with ours; subscribe again to what is missing.
+
+    A loss is written down (``callbacks_lost_at``) before the restore is tried and cleared only once it is
+    announced, so each loss reaches the admins once: a check that crashes in between announces it next time,
+    and one that runs again finds nothing missing.  An outage (transient ProviderError) raises, announcing
+    nothing.  Events never subscribed (added to the app since the account connected) are subscribed quietly.
+    Returns what it found: "ok", "restored", "failed", "added" or "unsupported".
+    """
+    impl, url = account.provider_impl(), account.webhook_url()
+    with coordination.lock(f"callbacks-check:{account.pk}", ttl=120, wait=0):
+        gap = impl.callback_gap(url)
+        ProviderAccount.objects.filter(pk=account.pk).update(callbacks_checked_at=timezone.now())
+        if gap is None:
+            return "unsupported"
+        if not gap.lost and not account.callbacks_lost_at:
+            if gap.new:
+                impl.restore_callbacks(url, gap.new)
+                return "added"
+            return "ok"
+        if not account.callbacks_lost_at:
+            account.callbacks_lost_at = timezone.now()
+            ProviderAccount.objects.filter(pk=account.pk, callbacks_lost_at__isnull=True).update(
+                callbacks_lost_at=account.callbacks_lost_at)
+        missing = [*gap.lost, *gap.new]
+        try:
+            if missing:
+                impl.restore_callbacks(url, missing)
+        except ProviderError as exc:
+            if not exc.permanent:
+                raise
+            log.warning("portal %s: %s webhook subscriptions %s lost and not restored: %s",
+                        account.portal.member_id[:8], account.provider, gap.lost, exc)
+            _announce_loss(account, gap.lost, restored=False, message=str(exc))
+            return "failed"
+        _announce_loss(account, gap.lost, restored=True)
+        ProviderAccount.objects.filter(pk=account.pk).update(callbacks_lost_at=None)
+        account.callbacks_lost_at = None
+        return "restored"
+
+
+def _announce_loss(account: ProviderAccount, events: list[str], *, restored: bool, message: str = "") -> None:
+    signals.callbacks_lost.send(sender=ProviderAccount, account=account, lost_at=account.callbacks_lost_at,
+                                restored=restored, events=events, message=message)
 
 
 def report_provider_error(account: ProviderAccount, exc) -> None:
@@ -139,6 +188,7 @@ def _update_signers(req: SignatureRequest, signer_states) -> None:
         row = rows.get((st.email or "").lower())
         if row is None:
             continue
+        moved = _note_view(req, row, st.viewed_at) or moved
         changed = []
         if st.external_id and st.external_id != row.external_id:
             row.external_id = st.external_id
@@ -156,11 +206,28 @@ def _update_signers(req: SignatureRequest, signer_states) -> None:
         signals.signers_changed.send(sender=SignatureRequest, request=req)
 
 
+def _note_view(req: SignatureRequest, row: SignerRow, viewed_at: str) -> bool:
+    """The first view of a signer still to sign, recorded once: a conditional UPDATE, so a webhook retry, a
+    poll or a concurrent worker reading the same view finds it taken.  A view learned after the signature
+    is no news (signing implies it), so it is not recorded."""
+    if not viewed_at or row.viewed_at or row.status != "pending":
+        return False
+    when = parse_datetime(viewed_at) or timezone.now()
+    if timezone.is_naive(when):
+        when = timezone.make_aware(when, dt_timezone.utc)
+    if not SignerRow.objects.filter(pk=row.pk, viewed_at__isnull=True, status="pending").update(viewed_at=when):
+        return False
+    row.viewed_at = when
+    req.log("viewed", f"{row.email} opened the document", source="provider", dedupe_key=f"viewed:{row.email.lower()}")
+    return True
+
+
 def replace_signer(req: SignatureRequest, old_email: str, new_email: str, *, source: str = "admin") -> None:
     """Hand a signer's place to someone else at the provider, and follow it in our rows: status reads and the
     timeline comment name the person who actually signs."""
     req.account.provider_impl().replace_signer(req, old_email, new_email)
-    req.signers.filter(email__iexact=old_email).update(email=new_email, name="", external_id="", status="pending")
+    req.signers.filter(email__iexact=old_email).update(email=new_email, name="", external_id="", status="pending",
+                                                       viewed_at=None)
     req.log("signer_replaced", f"{old_email} replaced by {new_email}", source=source)
 
 

@@ -8,12 +8,12 @@ from datetime import timedelta
 from celery import shared_task
 from django.utils import timezone
 
-from b24app import logcontext
+from b24app import coordination, logcontext
 from b24app.rest import B24Error
 
 from . import services, states
 from .base import ProviderError
-from .models import SignatureRequest
+from .models import ProviderAccount, SignatureRequest
 
 log = logging.getLogger("b24sign.signing")
 TRANSIENT = (ProviderError, B24Error)
@@ -82,3 +82,24 @@ def finalize_stragglers(limit: int = 200) -> int:
         finalize_request.delay(req.pk)
         n += 1
     return n
+
+
+@shared_task
+def check_callbacks() -> dict[str, int]:
+    """Beat: every connected account's webhook subscriptions still exist at the provider (re-made if not).
+    A provider that is down or refuses us is logged and tried again on the next run, never announced as a loss."""
+    found: dict[str, int] = {}
+    accounts = ProviderAccount.objects.filter(enabled=True, portal__uninstalled_at__isnull=True).select_related(
+        "portal")
+    for account in accounts:
+        with logcontext.bound(portal=account.portal.member_id):
+            try:
+                verdict = services.check_callbacks(account)
+            except coordination.LockTimeout:
+                verdict = "busy"  # another check of this account is running
+            except ProviderError as exc:
+                log.warning("account %s: webhook subscriptions not checked: %s", account.pk, exc)
+                services.report_provider_error(account, exc)
+                verdict = "unreachable"
+        found[verdict] = found.get(verdict, 0) + 1
+    return found

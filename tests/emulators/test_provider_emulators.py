@@ -623,3 +623,37 @@ def test_evia_async_race_and_stamp_propagation(ev, receiver):
         time.sleep(0.02)
     # CallbackTypes filter: only RequestCompleted reaches the URL, without documents (not attached)
     assert [p["EventId"] for p in receiver.json()] == [3] and "Documents" not in receiver.json()[0]
+
+
+def test_signnow_view_is_in_the_history_and_calls_open_subscriptions(sn, receiver):
+    tok = sn.issue_token()
+    doc_id = doc_with_roles(sn, tok)
+    r = requests.post(sn.base_url + "/api/v2/events", headers=H(tok), json={
+        "event": "document.open", "entity_id": doc_id, "action": "callback",
+        "attributes": {"callback": receiver.url("/open")}})
+    assert r.status_code == 204
+    assert invite(sn, tok, doc_id, [{"email": "a@x.test", "role": "Signer 1", "order": 1},
+                                    {"email": "b@x.test", "role": "Signer 2", "order": 2}]).status_code == 200
+    with pytest.raises(ValueError):
+        sn.view(doc_id, "b@x.test")  # no invite to open before their turn
+    sn.view(doc_id, "a@x.test")
+    history = requests.get(f"{sn.base_url}/document/{doc_id}/historyfull", headers=H(tok)).json()
+    assert [h["email"] for h in history if h["event"] == "document_viewed"] == ["a@x.test"]
+    [hit] = receiver.hits
+    body = json.loads(hit["body"])
+    assert body["meta"]["event"] == "document.open" and body["content"]["viewer_user_unique_id"]
+    assert b"a@x.test" not in hit["body"]  # the callback names the viewer only by an opaque id
+
+
+def test_signnow_lost_subscriptions_are_gone_from_the_list_and_listing_needs_auth(sn):
+    tok = sn.issue_token()
+    user_id = requests.get(sn.base_url + "/user", headers=H(tok)).json()["id"]
+    for event in ("user.document.open", "user.document.complete"):
+        assert requests.post(sn.base_url + "/api/v2/events", headers=H(tok), json={
+            "event": event, "entity_id": user_id, "action": "callback",
+            "attributes": {"callback": "https://app.test/cb"}}).status_code == 204
+    assert len(sn.lose_subscription(event="user.document.open")) == 1
+    subs = requests.get(sn.base_url + "/api/v2/events", headers=H(tok)).json()["data"]
+    assert [s["event"] for s in subs] == ["user.document.complete"]
+    assert requests.get(sn.base_url + "/api/v2/events", headers=H("forged")).status_code == 401
+    assert requests.delete(f"{sn.base_url}/api/v2/events/{'0' * 40}", headers=H(tok)).status_code == 404

@@ -50,7 +50,7 @@ def test_connecting_again_updates_the_account_and_default_moves(portal_a, memory
     accounts = {a.provider: a for a in ProviderAccount.objects.filter(portal=portal_a.db)}
     assert sorted(accounts) == ["memory", "signnow"]
     assert accounts["signnow"].is_default and not accounts["memory"].is_default
-    assert len(signnow.subscriptions) == 4  # replaced, not doubled
+    assert len(signnow.subscriptions) == 5  # replaced, not doubled
 
 
 def test_a_dash_asks_for_the_secret_instead_of_taking_it_from_the_command_line(portal_a, signnow, monkeypatch):

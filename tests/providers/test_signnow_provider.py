@@ -147,7 +147,7 @@ def test_it_subscribes_to_callbacks_with_a_secret_and_a_header(account, emu):
     subs = list(emu.subscriptions.values())
     assert sorted(s["event"] for s in subs) == sorted([
         "user.document.complete", "user.document.fieldinvite.decline", "user.document.fieldinvite.signed",
-        "user.document.freeform.signed"])
+        "user.document.freeform.signed", "user.document.open"])
     for s in subs:
         assert s["entity_id"] == creds["user_id"]
         ja = s["json_attributes"]
@@ -155,7 +155,8 @@ def test_it_subscribes_to_callbacks_with_a_secret_and_a_header(account, emu):
         assert ja["headers"] == {"X-B24Sign-Token": creds["webhook_header_token"]}
     # Connecting again replaces our subscriptions instead of doubling them.
     provider(account).on_connected(url)
-    assert len(emu.subscriptions) == 4
+    assert len(emu.subscriptions) == 5
+    assert sorted(account.credentials["subscribed_events"]) == sorted(s["event"] for s in emu.subscriptions.values())
 
 
 # --- sending -----------------------------------------------------------------------------------------------

@@ -56,8 +56,41 @@ def status_snapshot(client, request) -> StatusSnapshot:
     # A document with no invites left cannot tell its mode: the one saved at send time decides.
     mode = detect_mode(doc) if doc.get("field_invites") or doc.get("requests") else state.get("mode", "field")
     if mode == "freeform":
-        return freeform_status(doc_id, read_freeform_invites(client, doc_id))
-    return field_status(doc, state)
+        snap = freeform_status(doc_id, read_freeform_invites(client, doc_id))
+    else:
+        snap = field_status(doc, state)
+    add_views(client, doc_id, request, snap)
+    return snap
+
+
+# -- who has opened the document ----------------------------------------------------------------------------
+VIEWED = "document_viewed"  # the historyfull event (spec §1.6); the invite itself carries no view
+
+
+def add_views(client, doc_id: str, request, snap: StatusSnapshot) -> None:
+    """Mark the signers the document's history shows opening it.  ``user.document.open`` names nobody by
+    e-mail (and fires for the owner too), so the history is the one place that says who: read only while
+    some signer still to sign has no view recorded (one GET per status read until everyone has looked)."""
+    waiting = {e.lower() for e in request.signers.filter(status="pending", viewed_at__isnull=True)
+               .values_list("email", flat=True)}
+    if not waiting:
+        return
+    first = first_views(client.json("GET", f"/document/{doc_id}/historyfull"))
+    for s in snap.signers:  # signed since, too: the view came first, and the same change tells both
+        if s.email.lower() in waiting and s.email.lower() in first:
+            s.viewed_at = first[s.email.lower()]
+
+
+def first_views(history) -> dict[str, str]:
+    """email -> ISO time of that person's first ``document_viewed`` in a historyfull answer (either shape)."""
+    first: dict[str, float] = {}
+    for event in normalise_history(history)["document_history"]:
+        if not isinstance(event, dict) or event.get("event") != VIEWED or not event.get("email"):
+            continue
+        email, at = str(event["email"]).lower(), as_float(event.get("created") or event.get("client_timestamp"))
+        if email not in first or (at and at < first[email]):
+            first[email] = at
+    return {email: iso(at) or datetime.now(timezone.utc).isoformat() for email, at in first.items()}
 
 
 def field_status(doc: dict, state: dict) -> StatusSnapshot:

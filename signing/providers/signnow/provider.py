@@ -31,6 +31,7 @@ import secrets
 import time
 
 from signing.base import (
+    CallbackGap,
     CredentialField,
     Provider,
     ProviderError,
@@ -52,8 +53,11 @@ PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
 EXPIRY_RANGE = (3, 180)
 MAX_PDF_MB = 25  # read at call time: bench/memory.py raises it on this module
 EMAIL2_BATCH = 5
+# ``user.document.open``: "in the specified user's account a document has been opened" (.NET EventType) -- by
+# anyone, the owner too, and the payload names no e-mail: a trigger to read who it was (documents.py).
 EVENTS = ("user.document.complete", "user.document.fieldinvite.decline", "user.document.fieldinvite.signed",
-          "user.document.freeform.signed")
+          "user.document.freeform.signed", "user.document.open")
+ADDED_LATER = ("user.document.open",)  # issue 15: missing on accounts connected before, not "lost"
 
 
 class SignNowProvider(Provider):
@@ -99,7 +103,7 @@ class SignNowProvider(Provider):
         creds = dict(self.account.credentials or {})
         user_id = creds.get("user_id") or str(self.client.json("GET", "/user").get("id") or "")
         creds.update(user_id=user_id, webhook_hmac_secret=secrets.token_urlsafe(32),
-                     webhook_header_token=secrets.token_urlsafe(24))
+                     webhook_header_token=secrets.token_urlsafe(24), subscribed_events=[])
         # Stored before subscribing, so the first callback can already be verified.
         self.account.credentials = creds
         self.account.save(update_fields=["credentials", "updated_at"])
@@ -107,14 +111,40 @@ class SignNowProvider(Provider):
             attrs = sub.get("json_attributes") or {}
             if attrs.get("callback_url") == webhook_url and sub.get("id"):
                 self._subscription_call("DELETE", f"/api/v2/events/{sub['id']}")
-        for event in EVENTS:
+        self.restore_callbacks(webhook_url, list(EVENTS))
+
+    def callback_gap(self, webhook_url: str) -> CallbackGap:
+        """Our events with no subscription to our URL for our user (deleted in signNow's dashboard, expired)."""
+        creds = self.account.credentials or {}
+        present = {sub.get("event") for sub in self._subscriptions()
+                   if (sub.get("json_attributes") or {}).get("callback_url") == webhook_url
+                   and str(sub.get("entity_id") or "") == str(creds.get("user_id") or "")}
+        missing = [e for e in EVENTS if e not in present]
+        # Accounts connected before ``subscribed_events`` was recorded had every event but the later ones.
+        subscribed = set(creds["subscribed_events"] if "subscribed_events" in creds else
+                         [e for e in EVENTS if e not in ADDED_LATER])
+        return CallbackGap(lost=[e for e in missing if e in subscribed],
+                           new=[e for e in missing if e not in subscribed])
+
+    def restore_callbacks(self, webhook_url: str, events: list[str]) -> None:
+        """Subscribe to ``events`` with the stored secret and header (callbacks in flight still verify)."""
+        creds = dict(self.account.credentials or {})
+        if not creds.get("webhook_hmac_secret") or not creds.get("user_id"):
+            raise ProviderError("signNow: the account has no webhook secret; reconnect it", permanent=True,
+                                code="input")
+        for event in events:
             self.client.json("POST", "/api/v2/events", {
-                "event": event, "entity_id": user_id, "action": "callback",
+                "event": event, "entity_id": creds["user_id"], "action": "callback",
                 "secret_key": creds["webhook_hmac_secret"], "delete_access_token": True,
                 "attributes": {"callback": webhook_url, "use_tls_12": True, "docid_queryparam": False,
                                "delete_access_token": True, "secret_key": creds["webhook_hmac_secret"],
                                "headers": {webhooks.TOKEN_HEADER: creds["webhook_header_token"]}},
             })
+            # Recorded per event: the next check tells a lost subscription from one never made.
+            stored = self.account.credentials or {}
+            self.account.credentials = {**stored, "subscribed_events": sorted({*stored.get("subscribed_events", []),
+                                                                               event})}
+            self.account.save(update_fields=["credentials", "updated_at"])
 
     def _subscriptions(self) -> list[dict]:
         data = self._subscription_call("GET", "/api/v2/events")

@@ -75,7 +75,10 @@ def parse(body: bytes, headers: dict, credentials: dict) -> list[WebhookEvent]:
         raise WebhookRejected("signNow: the callback names no document")
     event = str(meta.get("event") or "unknown")
     meta = {k: v for k, v in meta.items() if k != "access_token"}  # never keep a token in our history
-    dedupe = ":".join(["signnow", event, document_id, str(meta.get("timestamp", "")),
-                       str(meta.get("initiator_id") or content.get("user_id") or "")])
+    parts = ["signnow", event, document_id, str(meta.get("timestamp", "")),
+             str(meta.get("initiator_id") or content.get("user_id") or "")]
+    if content.get("viewer_user_unique_id"):  # two signers opening it in the same second differ only by this
+        parts.append(str(content["viewer_user_unique_id"]))
+    dedupe = ":".join(parts)
     return [WebhookEvent(external_id=document_id, kind=event, dedupe_key=dedupe,
                          raw={"meta": meta, "content": content}, status_hint="")]

@@ -9,6 +9,8 @@ Quick use::
     emu.sign(document_id, "signer@x.test")      # the emulated signer signs; webhooks are posted
     emu.decline(document_id, "signer@x.test", reason="no")
     emu.expire(document_id)                     # pending invites pass expiration_time (no webhook: none exists)
+    emu.view(document_id, "signer@x.test")      # opens it: history ``document_viewed``, ``document.open`` webhooks
+    emu.lose_subscription(event="user.document.open")  # a subscription vanishes at signNow (dashboard, expiry)
 
 Constructor: ``SignNowEmulator(basic_token, users={email: password}, token_ttl=2592000)``.  Other hooks:
 ``issue_token(user=None)`` (skip the grant), ``field_invite(document_id, email)``, ``signed_pdf(doc, with_history)``,
@@ -40,6 +42,10 @@ Readings chosen where the spec marks a point UNCONFIRMED (§7), each switchable 
 * ``expiration_days`` on invite: a positive integer (no range is documented); ≤30 on ``POST /field_invite``.
 * A field invite's ``to[]`` takes only the documented keys (anything else, e.g. ``method``, is 65536).
 * U-S5 subscription GET/PUT/DELETE: Bearer **or** Basic app token accepted (POST needs Bearer).
+* ``document.open`` / ``user.document.open`` (.NET EventType: "a document has been opened") fire on every
+  ``view()``, the owner's too; the payload's ``viewer_user_unique_id`` is an opaque id per viewer (its meaning
+  is undocumented) and ``initiator_id`` is empty for a signer without a signNow account.  Who viewed is only
+  in ``historyfull`` (``document_viewed`` with the e-mail).  The invite records show no view.
 * U-S6 ``document.fieldinvite.signed`` is posted once per signer who finishes (third-party reading);
   ``document.complete`` once after the last signature.
 * Declined invites keep ``status`` (default) and show ``declined[]`` + ``is_full_declined``;

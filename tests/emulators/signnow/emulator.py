@@ -28,6 +28,7 @@ class SignNowEmulator(AuthMixin, DocumentsMixin, InvitesMixin, InviteLifecycleMi
         self.field_invite_index: dict[str, str] = {}  # field invite id -> document id
         self.freeform_index: dict[str, str] = {}      # freeform invite id -> document id
         self.subscriptions: dict[str, dict] = {}
+        self.viewer_ids: dict[str, str] = {}         # email -> the opaque viewer_user_unique_id of open events
         self.sent_emails: list[dict] = []
         # switches (see module docstring)
         self.webhook_secret_encoding = "hex"

@@ -60,6 +60,28 @@ class SignerActionsMixin:
         self._post_all(batch)
         self._invited(document_id, invited)
 
+    def view(self, document_id: str, email: str) -> None:
+        """Someone opens the document: a signer from their invite (it must be open and their turn), or the
+        owner.  History gets ``document_viewed`` with their e-mail; ``document.open`` subscriptions (and
+        ``user.document.open`` of the owner) are called, naming the viewer only by an opaque unique id."""
+        with self.lock:
+            doc = self.documents[document_id]
+            if email.lower() != doc["owner"].lower():
+                fi = next((f for f in doc["field_invites"] if f["email"].lower() == email.lower()), None)
+                rq = next((r for r in doc["requests"] if r["signer_email"].lower() == email.lower()
+                           and not r["canceled"]), None)
+                if fi is not None:
+                    if fi["status"] == "created":
+                        raise ValueError("routing out of order: this signer has no invite to open yet")
+                    if fi["status"] == "pending" and fi["expiration_time"] < time.time():
+                        raise ValueError("invite expired")
+                elif rq is None:
+                    raise ValueError(f"{email} has no invite to {document_id}")
+            self._history(doc, "document_viewed", email)
+            viewer = self.viewer_ids.setdefault(email.lower(), new_id())
+            batch = self._events(doc, ["document.open"], email, viewer=viewer)
+        self._post_all(batch)
+
     def decline(self, document_id: str, email: str, reason: str = "Declined by signer") -> None:
         with self.lock:
             doc = self.documents[document_id]

@@ -150,7 +150,16 @@ class WebhooksMixin:
         digest = hmac.new(secret.encode(), body, hashlib.sha256).digest()
         return base64.b64encode(digest).decode() if self.webhook_secret_encoding == "base64" else digest.hex()
 
-    def _events(self, doc: dict, events: list[str], initiator: str | None) -> list[tuple]:
+    def lose_subscription(self, event: str | None = None, sub_id: str | None = None) -> list[str]:
+        """A subscription vanishes on signNow's side (deleted in the dashboard, expired); returns the ids gone."""
+        with self.lock:
+            gone = [i for i, s in self.subscriptions.items() if (sub_id is None or i == sub_id)
+                    and (event is None or s["event"] == event)]
+            for i in gone:
+                del self.subscriptions[i]
+        return gone
+
+    def _events(self, doc: dict, events: list[str], initiator: str | None, viewer: str | None = None) -> list[tuple]:
         """Build (url, body, headers, record) for every subscription matching each document event."""
         batch = []
         for event in events:
@@ -173,7 +182,7 @@ class WebhooksMixin:
                 else:
                     meta["access_token"] = self._issue(doc["owner"])["access_token"]
                 payload = {"meta": meta, "content": {"document_id": doc["id"], "document_name": doc["document_name"],
-                                                     "user_id": doc["user_id"], "viewer_user_unique_id": None}}
+                                                     "user_id": doc["user_id"], "viewer_user_unique_id": viewer}}
                 raw = json.dumps(payload).encode()
                 headers = {"Content-Type": "application/json", **{str(k): str(v) for k, v in ja["headers"].items()}}
                 if ja.get("secret_key"):
