@@ -1,8 +1,11 @@
 """End to end: P portals x N "Send for e-signature" calls through the emulated Bitrix24 (rate limits on),
-gunicorn, Celery and an in-memory provider; our batched REST use against a naive one-call-each baseline.
+gunicorn, Celery and an in-memory provider (or the signNow emulator); our batched REST use against a naive
+one-call-each baseline.
 
     .venv/bin/python bench/e2e.py --portals 20 --calls 50            # both modes, side by side
     .venv/bin/python bench/e2e.py --portals 100 --calls 100 --mode optimized
+    .venv/bin/python bench/e2e.py --portals 1 --calls 500 --mode optimized --provider signnow \
+        --provider-rate 10 --provider-burst 10
 
 Each portal is installed through the real install page (the emulator's basic plan: burst 50, 2 req/s),
 gets an in-memory provider account and one deal per call (a PDF in a file field, one contact); then the queue server
@@ -13,6 +16,14 @@ Reported: time from the first robot call to the last answer, Bitrix24 REST reque
 HTTP requests the portals received, batch = 1), 503s the emulator returned, and the checks: every
 workflow answered exactly once, one signature request per call, no QUERY_LIMIT_EXCEEDED in any answer.
 The naive baseline (``B24SIGN_BENCH_NAIVE=1``, bench/naive.py) runs every batched command as its own call.
+
+``--provider signnow``: every portal's default account is a signNow account, connected through the product's
+connect path to the signNow emulator, which runs as an HTTP server in this process (bench/signnow.py) with its
+rate limit on, per account (``--signnow-limit`` requests per second, 429 + ``Retry-After`` beyond; default the
+pacing's own ceiling, rate + burst).  The app paces each account at ``--provider-rate`` calls/s with
+``--provider-burst`` (``PROVIDER_PACING=signnow=rate/burst`` in the worker and gunicorn).  Reported besides:
+signNow calls per send (counted by the emulator, by endpoint), the provider floor ((calls per account − burst)
+÷ rate), the ratio of the last answer to it (issue 14's target: ≤ 1.10) and the 429s.
 """
 from __future__ import annotations
 
@@ -30,6 +41,7 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import signnow as sn  # noqa: E402
 from bench.common import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
@@ -72,7 +84,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
     from bench.common import REDIS_URL
     from bizproc_ext.models import RobotCall
     from crmcard.models import CardState
-    from signing.models import ProviderAccount, SignatureRequest
+    from signing.models import PortalSettings, ProviderAccount, SignatureRequest
 
     reset_state()
     port = free_port()
@@ -82,6 +94,11 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
     # percall: each call alone (its own proof+reads batch and its own answer), as before issue 14.
     extra = {"B24SIGN_BENCH_NAIVE": "1", "ROBOT_COALESCE_MAX": "1"} if mode == "naive" else \
         {"ROBOT_COALESCE_MAX": "1"} if mode == "percall" else {}
+    signnow = None
+    if args.provider == "signnow":
+        signnow = sn.start()
+        extra.update(SIGNNOW_API_BASE=signnow.base_url,
+                     PROVIDER_PACING=f"signnow={args.provider_rate}/{args.provider_burst}")
     env = bench_env(APP_BASE_URL=app_url, B24_OAUTH_URL=cloud.oauth_url, **extra)
     web = start_gunicorn(port, args.gunicorn, env, tmp / f"gunicorn-{mode}.log")
     workers = []
@@ -89,7 +106,15 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         with ThreadPoolExecutor(8) as pool:
             portals = list(pool.map(lambda i: install(cloud, app_url, i, args.calls), range(args.portals)))
         for p in Portal.objects.all():
-            ProviderAccount.objects.create(portal=p, provider="memory", is_default=True)
+            if signnow is None:
+                ProviderAccount.objects.create(portal=p, provider="memory", is_default=True)
+            else:
+                sn.connect(p, signnow, app_url)  # password grant, GET /user, callback subscriptions (not counted)
+            if args.invite == "freeform":  # no expiry, no reminders: one signer gets a freeform invite
+                PortalSettings.objects.update_or_create(portal=p, defaults={"expiry_days": 0, "reminder_days": 0})
+        if signnow is not None:
+            sn.reset_counts(signnow)
+            signnow.account_limit_per_s = args.signnow_limit
         # Start from full buckets on both sides, and count only the robot calls' requests.
         redis.Redis.from_url(REDIS_URL).flushdb()
         for emu, _ in portals:
@@ -102,7 +127,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         print(f"[{mode}] {args.portals} portals installed; firing {total} robot calls "
               f"({args.workers} worker process(es) x {args.threads} threads, gunicorn x{args.gunicorn})", flush=True)
         order = [(emu, deals[n]) for n in range(args.calls) for emu, deals in portals]  # round-robin
-        t0 = time.monotonic()
+        t0, t0_wall = time.monotonic(), time.time()
         with ThreadPoolExecutor(8) as pool:
             flows = list(pool.map(lambda pd: pd[0].start_robot(
                 "b24sign_send", document_id=("crm", "CCrmDocumentDeal", f"DEAL_{pd[1]}"), properties=PROPS,
@@ -155,7 +180,12 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             "cards_due": CardState.objects.filter(due__gt=F("synced")).count(), "card_rows": CardState.objects.count(),
             "query_limit_surfaced": sum(1 for wf in flows if "QUERY_LIMIT" in str(wf.return_values.get("error"))),
             "statuses": dict(statuses), "errors": dict(errors), "by_method": dict(by_method),
+            "provider": args.provider,
         }
+        if signnow is not None:
+            result.update(sn.summary(signnow, total, args.portals, args.provider_rate, args.provider_burst))
+            result["sn_limit"] = args.signnow_limit
+            result["sn_first_to_answer"] = t0_wall + elapsed - result["sn_first"] if result["sn_first"] else None
         print_result(result)
         return result
     finally:
@@ -163,6 +193,8 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             w.stop()
         web.stop()
         cloud.stop()
+        if signnow is not None:
+            signnow.stop()
 
 
 def print_result(r: dict) -> None:
@@ -178,6 +210,16 @@ def print_result(r: dict) -> None:
     print(f"[{r['mode']}]   lost {r['lost']}, duplicated {r['duplicated']}, refused {r['refused']}, rows {r['rows']}, "
           f"signature requests {r['requests']}, QUERY_LIMIT_EXCEEDED in answers {r['query_limit_surfaced']}, "
           f"answers {r['statuses']} {r['errors'] or ''}: {'OK' if ok else 'FAILED'}", flush=True)
+    if r.get("provider") == "signnow":
+        ratio = r["elapsed"] / r["floor"] if r["floor"] else float("nan")
+        print(f"[{r['mode']}]   signNow: {r['sn_ok']} calls = {r['sn_per_send']:.2f} per send ("
+              + ", ".join(f"{e} x{n}" for e, n in sorted(r["sn_by_endpoint"].items())) + f"); 429s {r['sn_429']} "
+              f"(limit {r['sn_limit']}/s per account; statuses {r['sn_statuses']}); first to last signNow call "
+              f"{r['sn_span']:.1f}s, first signNow call to the last answer {r['sn_first_to_answer'] or 0:.1f}s", flush=True)
+        print(f"[{r['mode']}]   provider floor ({r['sn_ok']}/{r['portals']} calls per account - burst "
+              f"{r['burst']:g}) / {r['rate']:g} per s = {r['floor']:.1f}s; last answer {r['elapsed']:.1f}s after "
+              f"the first call = {ratio:.2f} x the floor (target <= 1.10: "
+              f"{'met' if ratio <= 1.10 else 'NOT met'})", flush=True)
 
 
 def main() -> int:
@@ -190,7 +232,21 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=48, help="threads per worker (I/O bound: rate-limit waits)")
     ap.add_argument("--gunicorn", type=int, default=2, help="gunicorn sync workers")
     ap.add_argument("--timeout", type=float, default=900.0)
+    ap.add_argument("--provider", choices=("memory", "signnow"), default="memory",
+                    help="memory: the in-memory test provider; signnow: the signNow emulator over HTTP")
+    ap.add_argument("--provider-rate", type=float, default=1.0,
+                    help="signNow: our pacing per account, calls/s (SIGNNOW_RATE_PER_S's default: 1)")
+    ap.add_argument("--provider-burst", type=float, default=10.0,
+                    help="signNow: our pacing's burst per account (SIGNNOW_RATE_BURST's default: 10)")
+    ap.add_argument("--invite", choices=("field", "freeform"), default="field",
+                    help="field: the portal's default settings (expiry 30 days, reminders every 3: a field invite, "
+                         "4 signNow calls); freeform: expiry and reminders off, a freeform invite (2 calls)")
+    ap.add_argument("--signnow-limit", type=float, default=None,
+                    help="signNow emulator: requests per second per account before 429 "
+                         "(default: rate + burst, pacing at the limit; 0: off)")
     args = ap.parse_args()
+    if args.signnow_limit is None:
+        args.signnow_limit = sn.default_limit(args.provider_rate, args.provider_burst)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # clean up the servers on `timeout`/kill too
     setup_django()
     tmp = Path(tempfile.mkdtemp(prefix="b24sign-e2e-"))
@@ -199,12 +255,15 @@ def main() -> int:
           flush=True)
     results = [run_mode(m, args, tmp) for m in modes]
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
-    if len(results) > 1:
-        print("\n| mode | calls | last answer | REST requests per call | 503s | lost/dup/refused |")
-        print("|---|---|---|---|---|---|")
+    if len(results) > 1 or args.provider == "signnow":
+        sncols = " signNow calls per send | provider floor | ratio | 429s |" if args.provider == "signnow" else ""
+        print(f"\n| mode | calls | last answer | REST requests per call | 503s | lost/dup/refused |{sncols}")
+        print("|---|---|---|---|---|---|" + "---|" * sncols.count("|"))
         for r in results:
+            sn_row = (f" {r['sn_per_send']:.2f} | {r['floor']:.1f} s | {r['elapsed'] / r['floor']:.2f} | {r['sn_429']} |"
+                      if args.provider == "signnow" and r["floor"] else " – | – | – | – |" * bool(sncols))
             print(f"| {r['mode']} | {r['calls']} | {r['elapsed']:.1f} s | {r['rest_per_call']:.2f} | {r['r503']} | "
-                  f"{r['lost']}/{r['duplicated']}/{r['refused']} |")
+                  f"{r['lost']}/{r['duplicated']}/{r['refused']} |{sn_row}")
     print(f"(logs in {tmp})")
     reset_state()
     bad = [r for r in results if r["lost"] or r["duplicated"] or r["query_limit_surfaced"] or r["refused"]]
