@@ -112,7 +112,7 @@ ROBOT_CALL_DRAIN_INTERVAL = env.float("ROBOT_CALL_DRAIN_INTERVAL", default=0.05)
 ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
 ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
 # ... and this long while a burst runs (8 or more calls of the portal in the process), for fuller batches.
-ROBOT_COALESCE_BURST_WINDOW = env.float("ROBOT_COALESCE_BURST_WINDOW", default=1.0)
+ROBOT_COALESCE_BURST_WINDOW = env.float("ROBOT_COALESCE_BURST_WINDOW", default=2.0)
 # Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
 ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
 # Calls a worker process takes into its background at most (groups run there, freeing the Celery thread for
@@ -120,7 +120,7 @@ ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
 ROBOT_COALESCE_BACKLOG = env.int("ROBOT_COALESCE_BACKLOG", default=500)
 # A request's change reaches its CRM card this long after it happened: the changes of many requests of one
 # portal in that time share batches (crmcard/tasks.py).
-CRM_CARD_SYNC_DELAY = env.float("CRM_CARD_SYNC_DELAY", default=0.5)
+CRM_CARD_SYNC_DELAY = env.float("CRM_CARD_SYNC_DELAY", default=2.0)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)
