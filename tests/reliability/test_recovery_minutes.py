@@ -82,7 +82,9 @@ def test_sigkill_mid_twenty_calls_every_call_answered_once_within_two_minutes(
     first.kill()
     in_flight = RobotCall.objects.filter(state=RobotCall.RUNNING).count()
     unanswered = sum(1 for wf in flows if not wf.answers)
-    assert in_flight >= 1 and unanswered >= 5  # the kill really caught calls mid-way
+    # The kill caught calls mid-way: unanswered ones, usually one running (its task unacked at the broker).
+    # Coalesced answers end two calls at one moment, so "running" alone can miss by milliseconds.
+    assert unanswered >= 5
     _recover(flows, workers, env, signnow, slow_crm, in_flight)
 
 
