@@ -67,7 +67,7 @@ class _Part:
 
 
 class Coalescer:
-    # In a burst (this many jobs running or waiting) a request waits up to ``burst_window`` to fill: the
+    # In a burst (this many jobs running) a request waits up to ``burst_window`` to fill: the
     # jobs are many, so its 50 commands come quickly, and each request saved is one the portal keeps.
     BURST_JOBS = 8
 
@@ -87,7 +87,7 @@ class Coalescer:
 
     # -- participants ----------------------------------------------------------------------------------
     def expect(self, n: int = 1) -> None:
-        """Jobs that will participate soon (they wait for a thread): partners wait for them, within the window."""
+        """Jobs that will participate soon (queued for a thread): this coalescer is kept for them."""
         with self.cond:
             self.expected += n
 
@@ -146,9 +146,11 @@ class Coalescer:
     # -- sending ---------------------------------------------------------------------------------------
     def _lead(self) -> None:
         with self.cond:
-            burst = self.participants + self.expected >= self.BURST_JOBS
+            # Only running partners are waited for: a job still queued for a thread cannot come while this
+            # one holds its thread (a spread of many portals would otherwise wait out every window).
+            burst = self.participants >= self.BURST_JOBS
             deadline = time.monotonic() + (self.burst_window if burst else self.window)
-            while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants + self.expected \
+            while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants \
                     and self._pending_size() < BATCH_LIMIT:
                 self.cond.wait(left)
         error = None
