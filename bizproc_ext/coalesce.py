@@ -32,13 +32,22 @@ log = logging.getLogger("b24sign.pipeline")
 
 def run_group(call_ids: list[int], window: float | None = None) -> dict[int, pipeline.Outcome]:
     """Run calls of one portal together; returns each call's outcome."""
-    portal_ids = set(pipeline.RobotCall.objects.filter(pk__in=call_ids).values_list("portal_id", flat=True))
-    if len(portal_ids) != 1:  # never mix portals (the drainer groups by portal; this is the guard)
+    portal = _portal_of(call_ids)
+    if portal is None:  # never mix portals (the drainer groups by portal; this is the guard)
         return {pk: pipeline.run(pk) for pk in call_ids}
-    portal = Portal.objects.get(pk=portal_ids.pop())
     results = together(portal, [lambda pk=pk: pipeline.run(pk) for pk in call_ids], window)
-    return {pk: (r if isinstance(r, pipeline.Outcome) else pipeline.Outcome(retry_in=60.0))
-            for pk, r in zip(call_ids, results)}
+    return {pk: _outcome(r) for pk, r in zip(call_ids, results)}
+
+
+def _portal_of(call_ids: list[int]) -> Portal | None:
+    """The one portal these calls belong to (None: several, or none)."""
+    portal_ids = set(pipeline.RobotCall.objects.filter(pk__in=call_ids).values_list("portal_id", flat=True))
+    return Portal.objects.get(pk=portal_ids.pop()) if len(portal_ids) == 1 else None
+
+
+def _outcome(result) -> pipeline.Outcome:
+    # A job that raised (logged by _guarded) or died is retried as a single call, a minute later.
+    return result if isinstance(result, pipeline.Outcome) else pipeline.Outcome(retry_in=60.0)
 
 
 def answer_requests_together(requests: list) -> None:
@@ -60,18 +69,18 @@ def together(portal, jobs: list, window: float | None = None) -> list:
     return [f.result() for f in _submit(portal, jobs, window)]
 
 
-def run_in_background(call_ids: list[int], then) -> bool:
+def run_in_background(call_ids: list[int], then, join_only: bool = False) -> bool:
     """Hand a group to the process's job threads and return at once, so the Celery thread takes the next
     group and every call of a burst can share the portal's batches (Celery's thread count no longer caps the
     calls in flight; ROBOT_COALESCE_THREADS does).  ``then(outcomes)`` runs when the group is done.  False
     when the process already holds ROBOT_COALESCE_BACKLOG calls: the caller runs the group itself
     (back-pressure).  A process that dies with calls in hand loses none: their leases run out (or they
-    were never claimed and stay queued) and the sweeper requeues them."""
+    were never claimed and stay queued) and the sweeper requeues them.  ``join_only``: only when jobs of
+    the portal are already running here (a lone call otherwise runs at once, as itself)."""
     global _backlog
-    portal_ids = set(pipeline.RobotCall.objects.filter(pk__in=call_ids).values_list("portal_id", flat=True))
-    if len(portal_ids) != 1:
+    portal = _portal_of(call_ids)
+    if portal is None or (join_only and not busy(portal.pk)):
         return False
-    portal = Portal.objects.get(pk=portal_ids.pop())
     with _backlog_lock:
         if _backlog + len(call_ids) > settings.ROBOT_COALESCE_BACKLOG:
             return False
@@ -84,7 +93,7 @@ def run_in_background(call_ids: list[int], then) -> bool:
         global _backlog
         result = future.result()
         with lock:
-            outcomes[pk] = result if isinstance(result, pipeline.Outcome) else pipeline.Outcome(retry_in=60.0)
+            outcomes[pk] = _outcome(result)
             left[0] -= 1
             last = left[0] == 0
         with _backlog_lock:
@@ -136,7 +145,7 @@ def _submit(portal, jobs: list, window: float | None = None) -> list:
 def _run_job(co: Coalescer, job):
     _pool_thread.active = True
     try:
-        with co.participate(expected=True):
+        with co.participate():
             return _guarded(job)
     except BaseException:  # noqa: BLE001  (SystemExit in a job thread ends that job, as a dead thread would)
         log.exception("coalesced job stopped")

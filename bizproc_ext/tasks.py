@@ -10,7 +10,7 @@ from django.utils import timezone
 from b24app.models import Portal
 
 from . import pipeline
-from .coalesce import answer_requests_together, busy, run_group, run_in_background
+from .coalesce import answer_requests_together, run_group, run_in_background
 from .models import RobotCall
 from .registration import sync_robots
 
@@ -29,8 +29,7 @@ def _retry_each(outcomes: dict) -> None:
 @shared_task(bind=True, acks_late=True, max_retries=None)
 def process_robot_call(self, call_id: int) -> None:
     # A lone call joins its portal's calls running in this process, if any (a burst arriving in pieces).
-    portal_id = RobotCall.objects.filter(pk=call_id).values_list("portal_id", flat=True).first()
-    if portal_id and busy(portal_id) and not self.request.is_eager and run_in_background([call_id], _retry_each):
+    if not self.request.is_eager and run_in_background([call_id], _retry_each, join_only=True):
         return
     [outcome] = run_group([call_id]).values()
     if outcome.retry_in is not None:

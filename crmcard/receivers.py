@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from django.db import transaction
-from django.db.models import F
 from django.dispatch import receiver
 
 from b24app import signals as platform
@@ -10,9 +9,9 @@ from b24app.models import Portal
 from signing import signals as signing
 from signing.registry import all_providers
 
-from .models import CardSetup, CardState
+from .models import CardSetup
 from .notify import connection_recovered, notify_admins
-from .tasks import schedule_portal, setup_portal, setup_portal_card
+from .tasks import announce_change, setup_portal, setup_portal_card
 
 
 @receiver(platform.app_installed, dispatch_uid="crmcard.setup_on_install")
@@ -35,13 +34,7 @@ def forget_on_uninstall(sender, portal, clean, **kwargs) -> None:
 
 def _soon(request) -> None:
     pk, portal_id = request.pk, request.portal_id
-
-    def announce() -> None:
-        state, _ = CardState.objects.get_or_create(request_id=pk)
-        CardState.objects.filter(pk=state.pk).update(due=F("due") + 1)
-        schedule_portal(portal_id)
-
-    transaction.on_commit(announce, robust=True)
+    transaction.on_commit(lambda: announce_change(pk, portal_id), robust=True)
 
 
 @receiver(signing.request_changed, dispatch_uid="crmcard.card_on_change")

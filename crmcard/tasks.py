@@ -12,6 +12,7 @@ from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
 from bizproc_ext.coalesce import together
+from signing.models import SignatureRequest
 
 from . import fields, placements, triggers
 from .models import CardState
@@ -25,6 +26,13 @@ CARDS_PER_RUN = 100
 
 def _scheduled(portal_id: int) -> str:
     return f"crmcard:scheduled:{portal_id}"
+
+
+def announce_change(request_id: int, portal_id: int) -> None:
+    """A request's card has a change to push: counted on its CardState, synced with the portal's others."""
+    state, _ = CardState.objects.get_or_create(request_id=request_id)
+    CardState.objects.filter(pk=state.pk).update(due=F("due") + 1)
+    schedule_portal(portal_id)
 
 
 def schedule_portal(portal_id: int) -> None:
@@ -80,16 +88,12 @@ def sync_due_cards() -> int:
     return len(portals)
 
 
-@shared_task(bind=True, acks_late=True, max_retries=8)
-def sync_card(self, request_id: int) -> None:
-    """One request's card (tasks queued before the per-portal sync_cards; kept so they still run)."""
-    try:
-        sync_request(request_id)
-    except B24Error as exc:
-        if not exc.transient:
-            log.warning("request %s: CRM card not updated: %s", request_id, exc)
-            return
-        raise self.retry(countdown=min(600.0, 10.0 * 2 ** self.request.retries) * random.uniform(0.8, 1.2)) from exc
+@shared_task
+def sync_card(request_id: int) -> None:
+    """A task queued before the per-portal sync_cards: its change joins the portal's next sync."""
+    portal_id = SignatureRequest.objects.filter(pk=request_id).values_list("portal_id", flat=True).first()
+    if portal_id:
+        announce_change(request_id, portal_id)
 
 
 def setup_portal(portal, client=None) -> dict:

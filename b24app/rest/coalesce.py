@@ -2,8 +2,8 @@
 
 Bitrix24 allows a portal about 2 requests/s and counts a ``batch`` of 50 commands as one (spec §6), so 50
 robot calls that each need one batch of reads and one answer can share two requests instead of making 100.
-A :class:`Coalescer` belongs to one portal (two portals never share one).  Each job runs in its own thread
-inside :meth:`Coalescer.participate`; while it does, its ``B24Client(portal).batch(...)`` and its
+A :class:`Coalescer` belongs to one portal (two portals never share one).  Each job is announced with
+:meth:`Coalescer.expect` and runs on a thread inside :meth:`Coalescer.participate`; while it does, its ``B24Client(portal).batch(...)`` and its
 ``call()`` of a method in ``COALESCED`` are handed to the coalescer, which sends what all participants
 submitted together:
 
@@ -92,11 +92,10 @@ class Coalescer:
             self.expected += n
 
     @contextlib.contextmanager
-    def participate(self, expected: bool = False):
-        """``expected``: this participant was announced with :meth:`expect`."""
+    def participate(self):
+        """A job announced with :meth:`expect` runs: its requests go through this coalescer meanwhile."""
         with self.cond:
-            if expected:
-                self.expected -= 1
+            self.expected -= 1
             self.participants += 1
         token = _active.set(self)
         try:
