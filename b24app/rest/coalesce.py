@@ -4,8 +4,8 @@ Bitrix24 allows a portal about 2 requests/s and counts a ``batch`` of 50 command
 robot calls that each need one batch of reads and one answer can share two requests instead of making 100.
 A :class:`Coalescer` belongs to one portal (two portals never share one).  Each job is announced with
 :meth:`Coalescer.expect` and runs on a thread inside :meth:`Coalescer.participate`; while it does, its
-``B24Client(portal).batch(...)`` and its ``call()`` of a method in ``COALESCED`` are handed to the coalescer, which sends what all participants
-submitted together:
+``B24Client(portal).batch(...)`` and its ``call()`` of a method in ``COALESCED`` are handed to the coalescer,
+which sends what all participants submitted together:
 
 * each job's commands are keyed ``j<n>_<key>`` and its ``$result[key]`` references rewritten to match, and
   one job's commands of one round always travel in the same request (references resolve within one batch);
