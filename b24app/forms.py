@@ -6,13 +6,14 @@ send are refused (a 3000-deep key overflows the stack of whatever walks the resu
 """
 from __future__ import annotations
 
-from urllib.parse import parse_qsl
+from functools import lru_cache
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest
 
-from .rest.encoding import parse_php_pairs
+from .rest.encoding import nest_php_paths, php_key_path
 
 MAX_DEPTH = 8  # brackets per key; Bitrix24's deepest is properties[<code>][<n>] / auth[...]
 
@@ -27,12 +28,19 @@ def clean_text(value: str) -> str:
 
 def php_form(request: HttpRequest) -> dict:
     """The POST body as nested dicts: ``auth[member_id]`` -> ``{"auth": {"member_id": ...}}``."""
-    pairs = []
+    paths = []
     for key, values in _fields(request).items():
-        if key.count("[") > MAX_DEPTH:
-            raise MalformedForm("a field name is nested too deeply")
-        pairs += [(clean_text(key), clean_text(v)) for v in values]
-    return parse_php_pairs(pairs)
+        path = _key_path(key)
+        paths += [(path, clean_text(v)) for v in values]
+    return nest_php_paths(paths)
+
+
+@lru_cache(maxsize=1024)
+def _key_path(key: str) -> tuple[str, ...]:
+    """A field name, cleaned and split once per process: the queue server sends the same ~30 names every call."""
+    if key.count("[") > MAX_DEPTH:
+        raise MalformedForm("a field name is nested too deeply")  # not cached: lru_cache keeps only returns
+    return php_key_path(clean_text(key))
 
 
 def _fields(request: HttpRequest) -> dict[str, list[str]]:
@@ -48,13 +56,23 @@ def _fields(request: HttpRequest) -> dict[str, list[str]]:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         text = body.decode("iso-8859-1")
-    try:
-        parsed = parse_qsl(text, keep_blank_values=True, encoding="utf-8",
-                           max_num_fields=settings.DATA_UPLOAD_MAX_NUMBER_FIELDS)
-    except ValueError as exc:  # only raised for too many fields (strict_parsing is off), as in QueryDict
-        raise TooManyFieldsSent("The number of POST parameters exceeded "
-                                "settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.") from exc
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+    if limit is not None and text.count("&") + 1 > limit:  # parse_qsl's count, so QueryDict's limit
+        raise TooManyFieldsSent("The number of POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.")
     fields: dict[str, list[str]] = {}
-    for key, value in parsed:
-        fields.setdefault(key, []).append(value)
+    for part in text.split("&"):  # parse_qsl(keep_blank_values=True), with each distinct name decoded once
+        if part:
+            name, _, value = part.partition("=")
+            fields.setdefault(_form_name(name), []).append(_unquote(value))
     return fields
+
+
+@lru_cache(maxsize=1024)
+def _form_name(raw: str) -> str:
+    return _unquote(raw)
+
+
+def _unquote(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text, errors="replace") if "%" in text else text

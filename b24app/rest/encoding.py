@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from urllib.parse import quote, urlencode
 
 
@@ -43,21 +44,30 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
 
 
+@lru_cache(maxsize=1024)
+def php_key_path(key: str) -> tuple[str, ...]:
+    """``properties[signers][]`` -> ``("properties", "signers", "")``; a key that is not bracket notation is one
+    part.  Cached: a form's names repeat from call to call, its values do not."""
+    m = _KEY.match(key) if "[" in key else None  # a plain key needs no regex
+    return (m.group(1), *_PART.findall(m.group(2))) if m else (key,)
+
+
 def parse_php_pairs(pairs) -> dict:
     """The inverse: bracketed keys into nested dicts.  Lists stay dicts keyed by index strings
     (``properties[k][0]``), except ``k[]`` appends, so callers decide what a list means."""
+    return nest_php_paths((php_key_path(key), value) for key, value in pairs)
+
+
+def nest_php_paths(paths) -> dict:
+    """``parse_php_pairs`` for keys already split by ``php_key_path``."""
     root: dict = {}
-    for key, value in pairs:
-        m = _KEY.match(key) if "[" in key else None  # a plain key needs no regex
-        if not m:
-            root[key] = value
-            continue
-        parts = [m.group(1), *_PART.findall(m.group(2))]
+    for parts, value in paths:
         node = root
+        last = len(parts) - 1
         for i, part in enumerate(parts):
-            if part == "":
+            if part == "" and i:  # k[] appends; a plain key "" is a key
                 part = str(len(node))
-            if i == len(parts) - 1:
+            if i == last:
                 node[part] = value
             else:
                 child = node.get(part)
