@@ -29,7 +29,9 @@ class RobotCall(models.Model):
     QUEUED, RUNNING, WAITING, DONE = "queued", "running", "waiting", "done"
     STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (WAITING, "Waiting for signers"), (DONE, "Done")]
 
-    portal = models.ForeignKey(Portal, on_delete=models.CASCADE, related_name="robot_calls")
+    # No index of its own: robot_call_once (portal, event_token) leads with it.  Every index costs the
+    # handler's INSERT (issue 14), so each one here is used by a query.
+    portal = models.ForeignKey(Portal, on_delete=models.CASCADE, related_name="robot_calls", db_index=False)
     code = models.CharField(max_length=64)
     event_token = models.CharField(max_length=512)
     workflow_id = models.CharField(max_length=64)
@@ -48,7 +50,7 @@ class RobotCall(models.Model):
     auth_refresh_token = EncryptedTextField(blank=True)  # to renew that token if it expires meanwhile
     auth_expires_at = models.DateTimeField(null=True, blank=True)
 
-    state = models.CharField(max_length=10, choices=STATES, default=QUEUED, db_index=True)
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)  # indexed by sweep and lease, first
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Set by the drainer when the task is published (the handler only inserts; drainer.py).
@@ -64,7 +66,7 @@ class RobotCall(models.Model):
 
     # The one answer (bizproc.event.send).  pending -> sending -> sent; "sent" is final.  "refused": the
     # event token did not prove the call (forged), so there is no workflow to answer.
-    answer_state = models.CharField(max_length=10, default="pending", db_index=True)
+    answer_state = models.CharField(max_length=10, default="pending")  # Meta index: no LIKE index beside it
     answer = models.JSONField(default=dict, blank=True)   # RETURN_VALUES as sent
     answer_log = models.TextField(blank=True)
     answered_at = models.DateTimeField(null=True, blank=True)
@@ -84,7 +86,8 @@ class RobotCall(models.Model):
         indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep"),
                    models.Index(fields=["id"], name="robotcall_unpublished",
                                 condition=models.Q(state="queued", published_at__isnull=True)),
-                   models.Index(fields=["state", "lease_until"], name="robotcall_lease")]
+                   models.Index(fields=["state", "lease_until"], name="robotcall_lease"),
+                   models.Index(fields=["answer_state"], name="robotcall_answer_state")]
 
     def __str__(self):
         return f"{self.code} {self.document_id} [{self.state}]"
