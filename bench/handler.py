@@ -248,9 +248,14 @@ def main() -> int:
     try:
         for run in range(1, args.runs + 1):
             wrk(f"{base}/bench/noop/", get_script, 3, args.connections)  # warm every worker's connections
+            plain = servers["robot call"]
+            before = {k: cpu_seconds(v) for k, v in process_groups(plain).items()}
             r = wrk(f"{base}/bench/noop/", get_script, args.duration, args.connections)
+            groups = {k: cpu_seconds(v) - before[k] for k, v in process_groups(plain).items()}
             results["noop"].append(r)
             print(fmt(f"run {run}: GET plain Django view", r), flush=True)
+            print(f"{'':34} CPU per call: " + ", ".join(f"{k} {v / r['requests'] * 1000:.2f} ms"
+                                                         for k, v in groups.items()), flush=True)
             for label, server in servers.items():
                 url = server_url(server)
                 reset_state()

@@ -5,6 +5,7 @@ import random
 from datetime import timedelta
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 
 from b24app.models import Portal
@@ -26,7 +27,14 @@ def _retry_each(outcomes: dict) -> None:
             process_robot_call.apply_async((pk,), countdown=_countdown(outcome))
 
 
-@shared_task(bind=True, acks_late=True, max_retries=None)
+# PostgreSQL refusing a connection (restart, max_connections reached) fails a task before it claims anything:
+# the task itself is tried again within seconds, instead of the call waiting for the sweeper's republish
+# (ROBOT_CALL_REPUBLISH_AFTER + a beat).  A retry of a call already claimed is absorbed by the claim.
+DATABASE_UNREACHABLE = dict(autoretry_for=(OperationalError, InterfaceError), retry_backoff=1, retry_backoff_max=60,
+                            retry_jitter=True)
+
+
+@shared_task(bind=True, acks_late=True, max_retries=None, **DATABASE_UNREACHABLE)
 def process_robot_call(self, call_id: int) -> None:
     # A lone call joins its portal's calls running in this process, if any (a burst arriving in pieces).
     if not self.request.is_eager and run_in_background([call_id], _retry_each, join_only=True):
@@ -36,7 +44,7 @@ def process_robot_call(self, call_id: int) -> None:
         raise self.retry(countdown=_countdown(outcome))
 
 
-@shared_task(bind=True, acks_late=True)
+@shared_task(bind=True, acks_late=True, max_retries=None, **DATABASE_UNREACHABLE)
 def process_robot_calls(self, call_ids: list[int]) -> None:
     """Calls of one portal that were ready together (coalesce.py); retries go out one call each."""
     if not self.request.is_eager and run_in_background(list(call_ids), _retry_each):
