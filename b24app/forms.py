@@ -6,14 +6,13 @@ send are refused (a 3000-deep key overflows the stack of whatever walks the resu
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from urllib.parse import unquote
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest
 
-from .rest.encoding import nest_php_paths, php_key_path
+from .rest.encoding import name_cache, nest_php_paths, php_key_path
 
 MAX_DEPTH = 8  # brackets per key; Bitrix24's deepest is properties[<code>][<n>] / auth[...]
 
@@ -35,11 +34,11 @@ def php_form(request: HttpRequest) -> dict:
     return nest_php_paths(paths)
 
 
-@lru_cache(maxsize=1024)
+@name_cache
 def _key_path(key: str) -> tuple[str, ...]:
     """A field name, cleaned and split once per process: the queue server sends the same ~30 names every call."""
     if key.count("[") > MAX_DEPTH:
-        raise MalformedForm("a field name is nested too deeply")  # not cached: lru_cache keeps only returns
+        raise MalformedForm("a field name is nested too deeply")  # not cached: only returns are
     return php_key_path(clean_text(key))
 
 
@@ -67,7 +66,7 @@ def _fields(request: HttpRequest) -> dict[str, list[str]]:
     return fields
 
 
-@lru_cache(maxsize=1024)
+@name_cache
 def _form_name(raw: str) -> str:
     return _unquote(raw)
 

@@ -18,7 +18,7 @@ from django.db import connection
 from django.test import Client, RequestFactory
 from django.utils import timezone
 
-from b24app import metrics
+from b24app import forms, metrics
 from b24app.forms import clean_text, php_form
 from b24app.rest.encoding import parse_php_pairs
 from bizproc_ext.models import RobotCall
@@ -116,6 +116,16 @@ def test_a_urlencoded_body_parses_as_through_django_querydict(body, settings):
     expected = parse_php_pairs([(clean_text(k), clean_text(v)) for k in reference.POST
                                 for v in reference.POST.getlist(k)])
     assert php_form(request) == expected
+
+
+def test_long_field_names_are_parsed_but_never_kept_in_memory():
+    """Names are cached per process (the queue server repeats them); a stranger's long ones are not."""
+    body = "&".join(f"{'x' * 5000}{i}[k]=v{i}" for i in range(50)) + "&auth%5Bmember_id%5D=m"
+    before = forms._form_name.cache_info().currsize, forms._key_path.cache_info().currsize
+    form = php_form(RequestFactory().post(URL, body, content_type="application/x-www-form-urlencoded"))
+    assert form[f"{'x' * 5000}7"] == {"k": "v7"} and form["auth"] == {"member_id": "m"}
+    after = forms._form_name.cache_info().currsize, forms._key_path.cache_info().currsize
+    assert after[0] - before[0] <= 1 and after[1] - before[1] <= 1  # only the short name, if it was new
 
 
 def test_too_many_fields_are_still_refused(settings):
