@@ -9,15 +9,19 @@ from b24app.rest import B24Error
 from b24app.rest.client import B24Client, BatchResult
 
 
-def _one_by_one(self, calls, halt: bool = False) -> BatchResult:
+def _one_by_one(self, calls, halt: bool = False, slot_taken: bool = False) -> BatchResult:
     items = list(calls.items()) if isinstance(calls, dict) else [(k, (m, p)) for k, m, p in calls]
     out = BatchResult()
-    for key, (method, params) in items:
+    for i, (key, (method, params)) in enumerate(items):
         if "$result" in repr(params):  # a reference into another command: meaningless one call at a time
             out.errors[key] = {"error": "NOT_BATCHED", "error_description": "needs a batch"}
             continue
         try:
-            out.results[key] = self.call(method, params)
+            if i == 0 and slot_taken:  # the caller already waited for this request's rate-limit slot
+                self._require_admin_token([method])
+                out.results[key] = self._send(method, params or {}, slot_taken=True).get("result")
+            else:
+                out.results[key] = self.call(method, params)
         except B24Error as exc:
             if exc.transient:
                 raise
