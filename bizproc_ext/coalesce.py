@@ -13,8 +13,8 @@ and exactly-once answer all stay the pipeline's and answers.py's.  A call the gr
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 
@@ -128,12 +128,12 @@ def busy(portal_id: int) -> bool:
 # ROBOT_COALESCE_THREADS threads run every coalesced job of the process (robot calls, card syncs, answers),
 # whatever portal: each holds a PostgreSQL connection only while it runs jobs, so the process never opens
 # more than that many for them however large the burst; jobs beyond wait in the queue.  A thread that finds
-# another job waiting when it finishes one runs it on the same connection; it closes its connection when the
-# queue is empty, before it goes idle (a connection per job cost a PostgreSQL backend each: BENCHMARKS.md).
+# the next job within ROBOT_COALESCE_LINGER of finishing one runs it on the same connection; it closes its
+# connection before it goes idle (a connection per job cost a PostgreSQL backend start each: BENCHMARKS.md).
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _pool_thread = threading.local()
-_queue: deque = deque()  # (future, context, coalescer, job) not taken by a thread yet
+_queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, context, coalescer, job) not taken by a thread yet
 _coalescers: dict[int, Coalescer] = {}
 _coalescers_lock = threading.Lock()
 _backlog = 0
@@ -150,20 +150,23 @@ def _submit(portal, jobs: list, window: float | None = None) -> list:
     futures = []
     for job in jobs:
         future = Future()
-        _queue.append((future, copy_context(), co, job))
+        _queue.put((future, copy_context(), co, job))
         futures.append(future)
         _pool.submit(_take_jobs)  # one taker per job: a taker that finds the queue empty only returns
     return futures
 
 
 def _take_jobs() -> None:
-    """Run queued jobs on this thread until none is waiting, then give the connection back."""
+    """Run queued jobs on this thread on one connection; once it has run one, wait up to
+    ROBOT_COALESCE_LINGER for the next before it gives the connection back and goes idle."""
+    linger, ran = settings.ROBOT_COALESCE_LINGER, False
     try:
         while True:
             try:
-                future, context, co, job = _queue.popleft()
-            except IndexError:
-                return
+                future, context, co, job = _queue.get(block=ran and linger > 0, timeout=linger if ran else None)
+            except queue.Empty:
+                return  # (a taker that found nothing to do held no connection: it leaves at once)
+            ran = True
             if future.set_running_or_notify_cancel():
                 future.set_result(context.run(_run_job, co, job))
             try:

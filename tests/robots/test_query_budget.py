@@ -154,3 +154,22 @@ def test_a_renewal_is_fenced_by_the_attempt(portal_a, deal):
     call = pipeline.claim(RobotCall.objects.get().pk)
     assert lease.renew_all({call.pk: call.attempts + 1}) == 0  # taken over by a newer attempt: left alone
     assert lease.renew_all({call.pk: call.attempts}) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_arriving_soon_after_the_last_runs_on_the_same_connection(monkeypatch, settings, portal_a):
+    # A spread's jobs trickle in: a thread that closed its connection after every job reconnected for each.
+    settings.ROBOT_COALESCE_LINGER = 2.0
+    monkeypatch.setattr(coalesce, "_pool", ThreadPoolExecutor(1, thread_name_prefix="coalesced-test"))
+
+    def job():
+        with connection.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            return cur.fetchone()[0]
+
+    [first] = coalesce._submit(portal_a.db, [job])
+    first_pid = first.result(timeout=10)
+    time.sleep(0.3)  # the queue was empty for a while
+    [second] = coalesce._submit(portal_a.db, [job])
+    assert second.result(timeout=10) == first_pid
+    coalesce._pool.shutdown()
