@@ -99,9 +99,12 @@ def test_a_card_sync_reads_the_signers_once(portal_a, memory_account, memory_pro
     with TestCase.captureOnCommitCallbacks(execute=False):
         pipeline.run(RobotCall.objects.get().pk)
     req = SignatureRequest.objects.get()
+    announce_change(req.pk, req.portal_id)  # as the send's after-commit hook does
     with CaptureQueriesContext(connection) as ctx:
         assert sync_request(req.pk) == 1
     assert len(_statements(ctx, '"signing_signerrow"', "SELECT")) == 1
+    assert not _statements(ctx, 'FROM "crmcard_cardstate"', "SELECT")  # it came with the request
+    assert len(_statements(ctx)) <= 5, _statements(ctx)  # request+card, signers, setup, the card's save, its event
 
 
 @pytest.mark.django_db(transaction=True)
