@@ -13,12 +13,13 @@ and exactly-once answer all stay the pipeline's and answers.py's.  A call the gr
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import copy_context
 
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 
 from b24app.models import Portal
 from b24app.rest import B24Client
@@ -40,9 +41,13 @@ def run_group(call_ids: list[int], window: float | None = None) -> dict[int, pip
 
 
 def _portal_of(call_ids: list[int]) -> Portal | None:
-    """The one portal these calls belong to (None: several, or none)."""
-    portal_ids = set(pipeline.RobotCall.objects.filter(pk__in=call_ids).values_list("portal_id", flat=True))
-    return Portal.objects.get(pk=portal_ids.pop()) if len(portal_ids) == 1 else None
+    """The one portal these calls belong to (None: several, or none); one query."""
+    portals = list(Portal.objects.filter(robot_calls__pk__in=call_ids).distinct()[:2])
+    return portals[0] if len(portals) == 1 else None
+
+
+def _portal_id_of(call_id: int) -> int | None:
+    return pipeline.RobotCall.objects.filter(pk=call_id).values_list("portal_id", flat=True).first()
 
 
 def _outcome(result) -> pipeline.Outcome:
@@ -78,6 +83,8 @@ def run_in_background(call_ids: list[int], then, join_only: bool = False) -> boo
     were never claimed and stay queued) and the sweeper requeues them.  ``join_only``: only when jobs of
     the portal are already running here (a lone call otherwise runs at once, as itself)."""
     global _backlog
+    if join_only and not busy(_portal_id_of(call_ids[0])):
+        return False  # nothing of its portal running here: the lone call runs at once, as itself
     portal = _portal_of(call_ids)
     if portal is None or (join_only and not busy(portal.pk)):
         return False
@@ -103,8 +110,6 @@ def run_in_background(call_ids: list[int], then, join_only: bool = False) -> boo
                 then(outcomes)
             except Exception:  # noqa: BLE001  (the sweeper requeues a call whose retry was not scheduled)
                 log.exception("scheduling the retries of a group failed")
-            finally:
-                connections.close_all()
 
     futures = _submit(portal, [lambda pk=pk: pipeline.run(pk) for pk in call_ids])
     for pk, future in zip(call_ids, futures):
@@ -121,11 +126,14 @@ def busy(portal_id: int) -> bool:
 
 # --- the process's job threads ----------------------------------------------------------------------------
 # ROBOT_COALESCE_THREADS threads run every coalesced job of the process (robot calls, card syncs, answers),
-# whatever portal: each holds a PostgreSQL connection only while it runs a job, so the process never opens
-# more than that many for them however large the burst; jobs beyond wait in the pool's queue.
+# whatever portal: each holds a PostgreSQL connection only while it runs jobs, so the process never opens
+# more than that many for them however large the burst; jobs beyond wait in the queue.  A thread that finds
+# the next job within ROBOT_COALESCE_LINGER of finishing one runs it on the same connection; it closes its
+# connection before it goes idle (a connection per job cost a PostgreSQL backend start each: BENCHMARKS.md).
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _pool_thread = threading.local()
+_queue: queue.SimpleQueue = queue.SimpleQueue()  # (future, context, coalescer, job) not taken by a thread yet
 _coalescers: dict[int, Coalescer] = {}
 _coalescers_lock = threading.Lock()
 _backlog = 0
@@ -139,7 +147,34 @@ def _submit(portal, jobs: list, window: float | None = None) -> list:
         if _pool is None:
             _pool = ThreadPoolExecutor(max(1, settings.ROBOT_COALESCE_THREADS), thread_name_prefix="coalesced")
     co = _coalescer_for(portal, settings.ROBOT_COALESCE_WINDOW if window is None else window, len(jobs))
-    return [_pool.submit(copy_context().run, _run_job, co, job) for job in jobs]
+    futures = []
+    for job in jobs:
+        future = Future()
+        _queue.put((future, copy_context(), co, job))
+        futures.append(future)
+        _pool.submit(_take_jobs)  # one taker per job: a taker that finds the queue empty only returns
+    return futures
+
+
+def _take_jobs() -> None:
+    """Run queued jobs on this thread on one connection; once it has run one, wait up to
+    ROBOT_COALESCE_LINGER for the next before it gives the connection back and goes idle."""
+    linger, ran = settings.ROBOT_COALESCE_LINGER, False
+    try:
+        while True:
+            try:
+                future, context, co, job = _queue.get(block=ran and linger > 0, timeout=linger if ran else None)
+            except queue.Empty:
+                return  # (a taker that found nothing to do held no connection: it leaves at once)
+            ran = True
+            if future.set_running_or_notify_cancel():
+                future.set_result(context.run(_run_job, co, job))
+            try:
+                close_old_connections()  # between jobs as between requests: a broken or too old one is dropped
+            except Exception:  # noqa: BLE001  (a taker never stops with jobs queued: a fresh connection next)
+                log.warning("dropping a job thread's connection failed", exc_info=True)
+    finally:
+        connections.close_all()  # an idle thread holds no connection (and tests can drop their DB)
 
 
 def _run_job(co: Coalescer, job):
@@ -152,7 +187,6 @@ def _run_job(co: Coalescer, job):
         return None
     finally:
         _pool_thread.active = False
-        connections.close_all()  # between jobs the thread holds no connection (and tests can drop their DB)
 
 
 def _coalescer_for(portal, window: float, jobs: int) -> Coalescer:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Q, prefetch_related_objects
 from django.utils import timezone
 
 from b24app import logcontext
@@ -229,6 +229,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
                     Path(file.path).unlink(missing_ok=True)
     erase(call, catalogue()[call.code])  # sent: the provider has the signer's password, we forget it
     req.refresh_from_db()
+    prefetch_related_objects([req], "signers")  # the log line and the answer both list them: one query
     provider = all_providers()[req.provider].label if req.provider in all_providers() else req.provider
     sent_line = f"b24sign: sent \"{req.title}\" via {provider} to {services.signer_summary(req)}"
     sent_line += OPEN_REQUEST_NOTES.get(call.open_request, "")

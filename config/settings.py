@@ -115,6 +115,8 @@ ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
 ROBOT_COALESCE_BURST_WINDOW = env.float("ROBOT_COALESCE_BURST_WINDOW", default=2.0)
 # Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
 ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
+# A job thread that has run a job waits this long for the next on the same connection before it closes it.
+ROBOT_COALESCE_LINGER = env.float("ROBOT_COALESCE_LINGER", default=1.0)
 # Calls a worker process takes into its background at most (groups run there, freeing the Celery thread for
 # the next group); beyond it, groups run in the Celery thread again (back-pressure).
 ROBOT_COALESCE_BACKLOG = env.int("ROBOT_COALESCE_BACKLOG", default=500)

@@ -128,10 +128,15 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
 def sync_request(request_id: int) -> int:
     """Push what changed; returns the number of REST requests spent (0 or 1)."""
     with coordination.lock(f"crmcard:{request_id}", ttl=120, wait=60):
-        req = SignatureRequest.objects.select_related("portal").filter(pk=request_id).first()
+        # The card's state comes in the same query; plan() and _apply() both go through the signers: one query.
+        req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
+            .filter(pk=request_id).first()
         if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
             return 0
-        state, _ = CardState.objects.get_or_create(request=req)
+        try:
+            state = req.card
+        except CardState.DoesNotExist:  # a change announced before CardState rows existed
+            state, _ = CardState.objects.get_or_create(request=req)
         setup = CardSetup.for_portal(req.portal)
         calls = plan(req, state, setup)
         if not calls:

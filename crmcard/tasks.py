@@ -6,6 +6,7 @@ import random
 
 from celery import shared_task
 from django.conf import settings
+from django.db import IntegrityError, transaction
 from django.db.models import F
 
 from b24app import coordination
@@ -30,8 +31,13 @@ def _scheduled(portal_id: int) -> str:
 
 def announce_change(request_id: int, portal_id: int) -> None:
     """A request's card has a change to push: counted on its CardState, synced with the portal's others."""
-    state, _ = CardState.objects.get_or_create(request_id=request_id)
-    CardState.objects.filter(pk=state.pk).update(due=F("due") + 1)
+    # The first change of a new request creates its row with the change counted; later ones count it in place.
+    if not CardState.objects.filter(request_id=request_id).update(due=F("due") + 1):
+        try:
+            with transaction.atomic():
+                CardState.objects.create(request_id=request_id, due=1)
+        except IntegrityError:  # another process created it just now: count ours on it
+            CardState.objects.filter(request_id=request_id).update(due=F("due") + 1)
     schedule_portal(portal_id)
 
 

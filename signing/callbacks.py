@@ -80,6 +80,9 @@ def apply(req: SignatureRequest, event: WebhookEvent, light: dict, refresh) -> b
 
 
 def replay_if_sent(pk: int) -> None:
+    # Nearly every send had no callback during it: one cheap query, and the request is loaded only if it had.
+    if not RequestEvent.objects.filter(request_id=pk, kind=EARLY, request__send_phase="sent").exists():
+        return
     req = SignatureRequest.objects.select_related("account", "portal").filter(pk=pk, send_phase="sent").first()
     if req is not None:
         replay(req)

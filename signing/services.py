@@ -159,6 +159,8 @@ def send_request(req: SignatureRequest, document: DocumentFile | None, spec: Sen
 
     def checkpoint(state: dict) -> None:
         merged = {**req.provider_state, **state}
+        if merged == req.provider_state:  # nothing new (a send that checkpointed everything itself)
+            return
         SignatureRequest.objects.filter(pk=req.pk).update(provider_state=merged, updated_at=timezone.now())
         req.provider_state = merged
 

@@ -26,6 +26,18 @@ def _clean_redis():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _job_threads_let_go(django_db_setup):
+    """A job thread keeps its connection ROBOT_COALESCE_LINGER after a job (bizproc_ext/coalesce.py): the
+    threads are let go before the test database is dropped."""
+    yield
+    from bizproc_ext import coalesce  # noqa: PLC0415  (models: only once pytest-django has set Django up)
+
+    if coalesce._pool is not None:
+        coalesce._pool.shutdown(wait=True)
+        coalesce._pool = None
+
+
 class TestClientTransport:
     """Lets the emulated queue server post into the app in-process (Django's test client), so a test
     sees the robot call recorded synchronously.  Tests that need real HTTP use ``live_cloud``."""
