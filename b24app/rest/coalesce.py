@@ -116,31 +116,42 @@ class Coalescer:
 
     def submit(self, commands: dict, halt: bool, client: B24Client | None = None) -> BatchResult:
         """``client``: a proven run-as user's client whose requests these are (None: the stored token)."""
+        [result] = self.submit_each([commands], halt, client)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def submit_each(self, batches: list[dict], halt: bool = False,
+                    client: B24Client | None = None) -> list[BatchResult | BaseException]:
+        """Several independent jobs from one thread (a card sync's cards): each is keyed, gated and answered
+        on its own as if a thread of its own had submitted it; a request that failed as a whole is returned
+        in its job's place.  The thread counts as one participant waiting, not as one per job."""
         client = client if client is not None and client.user_token else None
-        items = list(commands.items())
-        gated = halt and len(items) > 1
+        jobs = []
         with self.cond:
-            self.seq += 1
-            job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
-            self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
-                                      dict(items[1:]) if gated else None, client))
+            for commands in batches:
+                items = list(commands.items())
+                gated = halt and len(items) > 1
+                self.seq += 1
+                job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
+                self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
+                                          dict(items[1:]) if gated else None, client))
+                jobs.append(job)
             self.inside += 1
             self.cond.notify_all()
         try:
             while True:
                 with self.cond:
-                    while not job.done and (self.leading or not self.pending):
+                    while not all(job.done for job in jobs) and (self.leading or not self.pending):
                         self.cond.wait()
-                    if job.done:
+                    if all(job.done for job in jobs):
                         break
                     self.leading = True  # nobody leads and something is pending: this thread forms the request
                 self._lead()
         finally:
             with self.cond:
                 self.inside -= 1
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return [job.error if job.error is not None else job.result for job in jobs]
 
     # -- sending ---------------------------------------------------------------------------------------
     def _lead(self) -> None:
@@ -224,6 +235,26 @@ class Coalescer:
             elif full in out.results:
                 job.result.results[key] = out.results[full]
         job.result.requests += 1
+
+
+def batch_each(client: B24Client, batches: list[dict]) -> list[BatchResult | BaseException]:
+    """Independent batches (no halt) in as few requests as their commands fit: through the portal's coalescer
+    when this thread has one (sharing the requests of every job running beside it), else packed together
+    here, up to 50 commands a request, one batch never split.  A request that failed as a whole is returned
+    in the place of each batch it carried; the others' results stand."""
+    small = [i for i, commands in enumerate(batches) if len(commands) <= BATCH_LIMIT]
+    out: list[BatchResult | BaseException] = [BatchResult() for _ in batches]
+    for i in set(range(len(batches))) - set(small):  # more than one request anyway: its own chunks
+        try:
+            out[i] = client.batch(batches[i])
+        except B24Error as exc:
+            out[i] = exc
+    co = client._coalescer()
+    if co is None:
+        co = Coalescer(client, window=0.0)  # nobody else participates: nothing is waited for but the slot
+    for i, result in zip(small, co.submit_each([batches[i] for i in small], halt=False, client=client)):
+        out[i] = result
+    return out
 
 
 def _rewrite(value, prefix: str, keys: set):
