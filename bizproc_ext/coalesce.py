@@ -178,8 +178,10 @@ def _coalescer_for(portal, window: float, jobs: int) -> Coalescer:
     with _coalescers_lock:
         co = _coalescers.get(portal.pk)
         if co is None or co.participants + co.expected == 0:
-            co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window,
-                                                    burst_window=settings.ROBOT_COALESCE_BURST_WINDOW)
+            co = _coalescers[portal.pk] = Coalescer(
+                B24Client(portal), window=window, burst_window=settings.ROBOT_COALESCE_BURST_WINDOW,
+                sustained_window=settings.ROBOT_COALESCE_SUSTAINED_WINDOW,
+                sustained_after=settings.ROBOT_COALESCE_SUSTAINED_AFTER)
         co.expect(jobs)
         return co
 

@@ -21,11 +21,14 @@ which sends what all participants submitted together:
   same :class:`B24Error` the job would have got alone; each job handles it as before (retry, answer).
 
 One request is formed at a time.  Its leader first waits for partners (at most ``window`` seconds, or
-``burst_window`` while many jobs are running, and not at all once every live participant is waiting, so a
-lone job is never delayed), then for the portal's
-rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready while
-the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller each
-request, which is what keeps a 500-deal burst at a fraction of a request per call.
+``burst_window`` while many jobs are running, ``sustained_window`` once that has lasted ``sustained_after``
+seconds, and not at all once every live participant is waiting, so a lone job is never delayed; a run-as
+user's reads wait at most ``window``: their partners come out of one proof round together), then for the
+portal's rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready
+while the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller
+each request, which is what keeps a 500-deal burst at a fraction of a request per call.  A thread may
+submit several independent jobs at once (:meth:`Coalescer.submit_each`, :func:`batch_each`: a portal's CRM
+cards), counting as one participant.
 """
 from __future__ import annotations
 
@@ -69,13 +72,19 @@ class _Part:
 class Coalescer:
     # In a burst (this many jobs running) a request waits up to ``burst_window`` to fill: the
     # jobs are many, so its 50 commands come quickly, and each request saved is one the portal keeps.
+    # A burst that lasts (``sustained_after`` seconds: a provider pacing the sends, so the answers trickle)
+    # waits up to ``sustained_window``: about what a request of the portal's token needs to fill at that pace.
     BURST_JOBS = 8
 
-    def __init__(self, client: B24Client, window: float = 0.2, burst_window: float | None = None):
+    def __init__(self, client: B24Client, window: float = 0.2, burst_window: float | None = None,
+                 sustained_window: float | None = None, sustained_after: float = 10.0):
         self.client = client
         self.portal_pk = client.portal.pk
         self.window = window
         self.burst_window = max(window, burst_window if burst_window is not None else window)
+        self.sustained_window = max(self.burst_window, sustained_window or 0.0)
+        self.sustained_after = sustained_after
+        self.burst_since: float | None = None  # since when BURST_JOBS or more jobs have been running
         self.cond = threading.Condition()
         self.pending: list[_Part] = []
         self.participants = 0
@@ -97,6 +106,8 @@ class Coalescer:
         with self.cond:
             self.expected -= 1
             self.participants += 1
+            if self.participants >= self.BURST_JOBS and self.burst_since is None:
+                self.burst_since = time.monotonic()
         token = _active.set(self)
         try:
             yield
@@ -104,6 +115,8 @@ class Coalescer:
             _active.reset(token)
             with self.cond:
                 self.participants -= 1
+                if self.participants < self.BURST_JOBS:
+                    self.burst_since = None
                 self.cond.notify_all()
 
     # -- submissions -----------------------------------------------------------------------------------
@@ -158,8 +171,7 @@ class Coalescer:
         with self.cond:
             # Only running partners are waited for: a job still queued for a thread cannot come while this
             # one holds its thread (a spread of many portals would otherwise wait out every window).
-            burst = self.participants >= self.BURST_JOBS
-            deadline = time.monotonic() + (self.burst_window if burst else self.window)
+            deadline = time.monotonic() + self._window()
             while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants \
                     and self._pending_size() < BATCH_LIMIT:
                 self.cond.wait(left)
@@ -184,6 +196,18 @@ class Coalescer:
                 else:
                     job.done = True
             self.cond.notify_all()
+
+    def _window(self) -> float:
+        """How long the request being formed may wait for partners (called under ``cond``)."""
+        if self.pending and self.pending[0].credential is not None:
+            # A run-as user's reads: their only partners are that user's calls proven in the same earlier
+            # request, which come together; waiting out a burst window would only hold the calls back.
+            return self.window
+        if self.participants < self.BURST_JOBS:
+            return self.window
+        if self.burst_since is not None and time.monotonic() - self.burst_since >= self.sustained_after:
+            return self.sustained_window
+        return self.burst_window
 
     def _take_pending(self) -> list[_Part]:
         """The oldest pending part and, in order, those with the same credential, up to 50 commands."""
