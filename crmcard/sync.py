@@ -17,6 +17,7 @@ from django.utils import timezone
 from b24app import coordination
 from b24app.rest import B24Client, B24Error
 from b24app.rest.coalesce import batch_each
+from bizproc_ext.coalesce import alongside
 from signing import states
 from signing.models import SignatureRequest
 from signing.registry import all_providers
@@ -137,10 +138,11 @@ def sync_request(request_id: int) -> int:
 
 def sync_requests(request_ids: list[int]) -> dict[int, int | BaseException]:
     """Push what changed for each request, their batches sent together (b24app.rest.coalesce.batch_each): a
-    portal's cards changing together share requests, with each other and, inside ``bizproc_ext.coalesce.
-    alongside``, with the answers of the calls running beside them.  Each card is still its own job: its
-    errors, its diff and its CardState are its own.  Per request: the REST requests its batch rode in (0:
-    nothing to send), or what stopped it (a LockTimeout, a B24Error of its request): it stays due."""
+    portal's cards changing together share requests, with each other and with the answers and proofs of the
+    portal's calls running in this process (``bizproc_ext.coalesce.alongside``: one participant, from this
+    thread).  Each card is still its own job: its errors, its diff and its CardState are its own.  Per
+    request: the REST requests its batch rode in (0: nothing to send), or what stopped it (a LockTimeout, a
+    B24Error of its request): it stays due."""
     outcomes: dict[int, int | BaseException] = {}
     with contextlib.ExitStack() as locks:
         todo = []
@@ -157,7 +159,9 @@ def sync_requests(request_ids: list[int]) -> dict[int, int | BaseException]:
         for item in todo:
             by_portal.setdefault(item[0].portal_id, []).append(item)
         for items in by_portal.values():
-            results = batch_each(B24Client(items[0][0].portal), [calls for *_, calls in items])
+            portal = items[0][0].portal
+            with alongside(portal):  # the cards ride in the next request of the portal's running calls
+                results = batch_each(B24Client(portal), [calls for *_, calls in items])
             for (req, state, setup, calls), result in zip(items, results):
                 if isinstance(result, BaseException):
                     outcomes[req.pk] = result

@@ -11,7 +11,6 @@ from django.db.models import F
 from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
-from bizproc_ext.coalesce import alongside
 from signing.models import SignatureRequest
 
 from . import fields, placements, triggers
@@ -57,8 +56,7 @@ def sync_cards(self, portal_id: int) -> None:
                .order_by("pk").values_list("request_id", "due")[:CARDS_PER_RUN])
     if not due:
         return
-    with alongside(portal):  # the cards ride in the next request of the portal's running calls (answers, proofs)
-        outcomes = sync_requests([rid for rid, _ in due])
+    outcomes = sync_requests([rid for rid, _ in due])  # shared with the portal's running calls (sync.py)
     failed = sum(1 for rid, n in due if not _synced(rid, n, outcomes[rid]))
     if failed:  # a transient failure: those rows are still due
         log.warning("portal %s: %d of %d CRM cards not updated for now; retrying", portal.member_id[:8], failed,
