@@ -63,6 +63,7 @@ class _Part:
     commands: dict
     then: dict | None = None
     client: B24Client | None = None  # a run-as user's client (None: the portal's stored token)
+    at: float = field(default_factory=time.monotonic)  # when it became pending
 
     @property
     def credential(self):
@@ -155,11 +156,14 @@ class Coalescer:
         try:
             while True:
                 with self.cond:
-                    while not all(job.done for job in jobs) and (self.leading or not self.pending):
+                    while not all(job.done for job in jobs) and (self.leading or not self._owns_pending(jobs)):
                         self.cond.wait()
                     if all(job.done for job in jobs):
                         break
-                    self.leading = True  # nobody leads and something is pending: this thread forms the request
+                    # Nobody leads and a part of this thread's is pending: it forms the request.  (A thread whose
+                    # parts are all in flight never leads: it would wait out the next request's window before
+                    # it could return with its own results.)
+                    self.leading = True
                 self._lead()
         finally:
             with self.cond:
@@ -170,10 +174,16 @@ class Coalescer:
     def _lead(self) -> None:
         with self.cond:
             # Only running partners are waited for: a job still queued for a thread cannot come while this
-            # one holds its thread (a spread of many portals would otherwise wait out every window).
-            deadline = time.monotonic() + self._window()
-            while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants \
-                    and self._pending_size() < BATCH_LIMIT:
+            # one holds its thread (a spread of many portals would otherwise wait out every window).  The
+            # request is for the credential that goes next (it may change while waiting: a run-as user's
+            # reads arriving go first), and waits from when its oldest part became pending.
+            while True:
+                credential = self._next_credential()
+                group = [p for p in self.pending if p.credential == credential]
+                left = min(p.at for p in group) + self._window(credential) - time.monotonic()
+                if left <= 0 or self.inside >= self.participants or \
+                        sum(len(p.commands) for p in group) >= BATCH_LIMIT:
+                    break
                 self.cond.wait(left)
         error = None
         try:
@@ -181,7 +191,7 @@ class Coalescer:
         except B24Error as exc:
             error = exc
         with self.cond:
-            parts = self._take_pending()
+            parts = self._take_pending(self._next_credential())
             self.leading = False
             self.cond.notify_all()
         if error is None:
@@ -197,9 +207,19 @@ class Coalescer:
                     job.done = True
             self.cond.notify_all()
 
-    def _window(self) -> float:
-        """How long the request being formed may wait for partners (called under ``cond``)."""
-        if self.pending and self.pending[0].credential is not None:
+    def _owns_pending(self, jobs: list[_Job]) -> bool:
+        ids = {id(job) for job in jobs}
+        return any(id(part.job) in ids for part in self.pending)
+
+    def _next_credential(self):
+        """Whose request is formed next: the oldest pending run-as user's reads if there are any (they wait
+        only the base window, so they never queue behind a request of the portal's token filling up), else
+        the portal's token's (None)."""
+        return next((p.credential for p in self.pending if p.credential is not None), None)
+
+    def _window(self, credential) -> float:
+        """How long a request for ``credential`` may wait for partners (called under ``cond``)."""
+        if credential is not None:
             # A run-as user's reads: their only partners are that user's calls proven in the same earlier
             # request, which come together; waiting out a burst window would only hold the calls back.
             return self.window
@@ -209,9 +229,8 @@ class Coalescer:
             return self.sustained_window
         return self.burst_window
 
-    def _take_pending(self) -> list[_Part]:
-        """The oldest pending part and, in order, those with the same credential, up to 50 commands."""
-        credential = self.pending[0].credential
+    def _take_pending(self, credential) -> list[_Part]:
+        """The pending parts of ``credential``, oldest first, up to 50 commands (the first one always)."""
         parts, size, rest = [], 0, []
         for part in self.pending:
             n = len(part.commands)
@@ -222,9 +241,6 @@ class Coalescer:
                 rest.append(part)
         self.pending = rest
         return parts
-
-    def _pending_size(self) -> int:
-        return sum(len(p.commands) for p in self.pending)
 
     def _send(self, parts: list[_Part]) -> BaseException | None:
         """One request for ``parts`` (at most 50 commands); each job takes its own results back."""
