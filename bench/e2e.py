@@ -42,6 +42,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import signnow as sn  # noqa: E402
+from bench.breakdown import breakdown  # noqa: E402
 from bench.common import (  # noqa: E402
     CLIENT_ID,
     CLIENT_SECRET,
@@ -120,6 +121,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         for emu, _ in portals:
             emu.bucket.reset()
             emu.stats = Stats()
+            emu.rest_log_start = len(emu.rest_log)
         workers = [start_worker(env, tmp / f"worker-{mode}-{k}.log", concurrency=args.threads)
                    for k in range(args.workers)]
         time.sleep(3)  # workers up
@@ -166,6 +168,8 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
         for emu, _ in portals:
             by_method.update(emu.stats.by_method)
         r503 = sum(emu.stats.rejected_503 for emu, _ in portals)
+        log = sorted((e for emu, _ in portals for e in emu.rest_log[emu.rest_log_start:]), key=lambda e: e["at"])
+        kinds = breakdown(log, tmp / f"requests-{mode}.tsv", t0_wall)
         statuses = Counter(str(wf.return_values.get("status")) for wf in flows if wf.answers)
         errors = Counter(str(wf.return_values.get("error"))[:80] for wf in flows
                          if wf.answers and wf.return_values.get("status") != "sent")
@@ -180,6 +184,7 @@ def run_mode(mode: str, args, tmp: Path) -> dict:
             "cards_due": CardState.objects.filter(due__gt=F("synced")).count(), "card_rows": CardState.objects.count(),
             "query_limit_surfaced": sum(1 for wf in flows if "QUERY_LIMIT" in str(wf.return_values.get("error"))),
             "statuses": dict(statuses), "errors": dict(errors), "by_method": dict(by_method),
+            "kinds": kinds,
             "provider": args.provider,
         }
         if signnow is not None:
@@ -207,6 +212,9 @@ def print_result(r: dict) -> None:
           f"at the last answer; card rows {r['card_rows']}, still due {r['cards_due']}); 503 QUERY_LIMIT_EXCEEDED from the portals: {r['r503']}", flush=True)
     print(f"[{r['mode']}]   methods (batch commands counted inside): "
           + ", ".join(f"{m}x{n}" for m, n in sorted(r["by_method"].items())), flush=True)
+    print(f"[{r['mode']}]   requests by what they carried (bench/breakdown.py): "
+          + ", ".join(f"{k} x{n}" for k, n in sorted(r["kinds"]["requests"].items(), key=lambda kv: -kv[1]))
+          + "; commands: " + ", ".join(f"{k} x{n}" for k, n in sorted(r["kinds"]["commands"].items())), flush=True)
     print(f"[{r['mode']}]   lost {r['lost']}, duplicated {r['duplicated']}, refused {r['refused']}, rows {r['rows']}, "
           f"signature requests {r['requests']}, QUERY_LIMIT_EXCEEDED in answers {r['query_limit_surfaced']}, "
           f"answers {r['statuses']} {r['errors'] or ''}: {'OK' if ok else 'FAILED'}", flush=True)

@@ -12,6 +12,7 @@ and exactly-once answer all stay the pipeline's and answers.py's.  A call the gr
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -24,6 +25,7 @@ from django.db import close_old_connections, connections
 from b24app.models import Portal
 from b24app.rest import B24Client
 from b24app.rest.coalesce import Coalescer
+from b24app.rest.coalescing import active_for
 
 from . import pipeline
 from .answers import answer_waiting_calls
@@ -117,6 +119,20 @@ def run_in_background(call_ids: list[int], then, join_only: bool = False) -> boo
     return True
 
 
+@contextlib.contextmanager
+def alongside(portal):
+    """This thread's requests for ``portal`` share the batches of the portal's jobs running in this process,
+    as one more participant (a CRM card sync riding in the running calls' next request, however many cards
+    it pushes).  It takes no job thread, so it never waits behind queued calls for one; with nobody else
+    running, its requests go out at once, as alone."""
+    if active_for(portal.pk) is not None:  # already a participant (a job thread, an eager task inside one)
+        yield
+        return
+    co = _coalescer_for(portal, settings.ROBOT_COALESCE_WINDOW, 1)
+    with co.participate():
+        yield
+
+
 def busy(portal_id: int) -> bool:
     """Jobs of this portal are running or waiting in this process (a lone call should join them)."""
     with _coalescers_lock:
@@ -196,8 +212,10 @@ def _coalescer_for(portal, window: float, jobs: int) -> Coalescer:
     with _coalescers_lock:
         co = _coalescers.get(portal.pk)
         if co is None or co.participants + co.expected == 0:
-            co = _coalescers[portal.pk] = Coalescer(B24Client(portal), window=window,
-                                                    burst_window=settings.ROBOT_COALESCE_BURST_WINDOW)
+            co = _coalescers[portal.pk] = Coalescer(
+                B24Client(portal), window=window, burst_window=settings.ROBOT_COALESCE_BURST_WINDOW,
+                sustained_window=settings.ROBOT_COALESCE_SUSTAINED_WINDOW,
+                sustained_after=settings.ROBOT_COALESCE_SUSTAINED_AFTER)
         co.expect(jobs)
         return co
 

@@ -113,6 +113,10 @@ ROBOT_COALESCE_MAX = env.int("ROBOT_COALESCE_MAX", default=20)
 ROBOT_COALESCE_WINDOW = env.float("ROBOT_COALESCE_WINDOW", default=0.2)
 # ... and this long while a burst runs (8 or more calls of the portal in the process), for fuller batches.
 ROBOT_COALESCE_BURST_WINDOW = env.float("ROBOT_COALESCE_BURST_WINDOW", default=2.0)
+# ... and this long once such a burst has lasted ROBOT_COALESCE_SUSTAINED_AFTER seconds (a provider pacing the
+# sends: the answers trickle, so a request of the portal's token needs about this long to fill).
+ROBOT_COALESCE_SUSTAINED_WINDOW = env.float("ROBOT_COALESCE_SUSTAINED_WINDOW", default=4.0)
+ROBOT_COALESCE_SUSTAINED_AFTER = env.float("ROBOT_COALESCE_SUSTAINED_AFTER", default=10.0)
 # Group jobs running at once per worker process (each holds a PostgreSQL connection while it runs).
 ROBOT_COALESCE_THREADS = env.int("ROBOT_COALESCE_THREADS", default=32)
 # A job thread that has run a job waits this long for the next on the same connection before it closes it.

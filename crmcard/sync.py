@@ -9,12 +9,15 @@ The terminal change waits for ``request_finished`` (the signed copy is then on t
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from django.utils import timezone
 
 from b24app import coordination
-from b24app.rest import B24Client
+from b24app.rest import B24Client, B24Error
+from b24app.rest.coalesce import batch_each
+from bizproc_ext.coalesce import alongside
 from signing import states
 from signing.models import SignatureRequest
 from signing.registry import all_providers
@@ -127,23 +130,64 @@ def plan(req: SignatureRequest, state: CardState, setup: CardSetup) -> dict[str,
 
 def sync_request(request_id: int) -> int:
     """Push what changed; returns the number of REST requests spent (0 or 1)."""
-    with coordination.lock(f"crmcard:{request_id}", ttl=120, wait=60):
-        # The card's state comes in the same query; plan() and _apply() both go through the signers: one query.
-        req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
-            .filter(pk=request_id).first()
-        if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
-            return 0
-        try:
-            state = req.card
-        except CardState.DoesNotExist:  # a change announced before CardState rows existed
-            state, _ = CardState.objects.get_or_create(request=req)
-        setup = CardSetup.for_portal(req.portal)
-        calls = plan(req, state, setup)
-        if not calls:
-            return 0
-        result = B24Client(req.portal).batch(calls)
-        _apply(req, state, setup, calls, result)
-        return result.requests
+    outcome = sync_requests([request_id])[request_id]
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return outcome
+
+
+def sync_requests(request_ids: list[int]) -> dict[int, int | BaseException]:
+    """Push what changed for each request, their batches sent together (b24app.rest.coalesce.batch_each): a
+    portal's cards changing together share requests, with each other and with the answers and proofs of the
+    portal's calls running in this process (``bizproc_ext.coalesce.alongside``: one participant, from this
+    thread).  Each card is still its own job: its errors, its diff and its CardState are its own.  Per
+    request: the REST requests its batch rode in (0: nothing to send), or what stopped it (a LockTimeout, a
+    B24Error of its request): it stays due."""
+    outcomes: dict[int, int | BaseException] = {}
+    with contextlib.ExitStack() as locks:
+        todo = []
+        for request_id in sorted(set(request_ids)):  # locks taken in one order: two syncs never deadlock
+            try:
+                locks.enter_context(coordination.lock(f"crmcard:{request_id}", ttl=120, wait=60))
+                todo.append(_planned(request_id))
+            except Exception as exc:  # noqa: BLE001  (one card's trouble never stops the portal's others)
+                if not isinstance(exc, (coordination.LockTimeout, B24Error)):
+                    log.exception("request %s: CRM card not planned", request_id)
+                outcomes[request_id] = exc
+        todo = [t for t in todo if t is not None and t[3]]
+        by_portal: dict[int, list] = {}
+        for item in todo:
+            by_portal.setdefault(item[0].portal_id, []).append(item)
+        for items in by_portal.values():
+            portal = items[0][0].portal
+            with alongside(portal):  # the cards ride in the next request of the portal's running calls
+                results = batch_each(B24Client(portal), [calls for *_, calls in items])
+            for (req, state, setup, calls), result in zip(items, results):
+                if isinstance(result, BaseException):
+                    outcomes[req.pk] = result
+                    continue
+                try:
+                    _apply(req, state, setup, calls, result)
+                    outcomes[req.pk] = result.requests
+                except Exception as exc:  # noqa: BLE001  (its neighbours' results are still recorded)
+                    log.exception("request %s: CRM card result not recorded", req.pk)
+                    outcomes[req.pk] = exc
+    return {rid: outcomes.get(rid, 0) for rid in request_ids}
+
+
+def _planned(request_id: int):
+    """(request, state, setup, calls) under the request's lock; None when it has no card."""
+    # The card's state comes in the same query; plan() and _apply() both go through the signers: one query.
+    req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
+        .filter(pk=request_id).first()
+    if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
+        return None
+    try:
+        state = req.card
+    except CardState.DoesNotExist:  # a change announced before CardState rows existed
+        state, _ = CardState.objects.get_or_create(request=req)
+    setup = CardSetup.for_portal(req.portal)
+    return req, state, setup, plan(req, state, setup)
 
 
 def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None:

@@ -12,16 +12,16 @@ from django.db.models import F
 from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
-from bizproc_ext.coalesce import together
 from signing.models import SignatureRequest
 
 from . import fields, placements, triggers
 from .models import CardState
-from .sync import sync_request
+from .sync import sync_requests
 
 log = logging.getLogger("b24sign.crmcard")
 
-# Requests synced per run of a portal's task (each in its own thread; their commands share batches).
+# Requests synced per run of a portal's task (one job each in the portal's coalescer, all from the task's
+# thread: their commands share batches, with each other and with the calls running beside them).
 CARDS_PER_RUN = 100
 
 
@@ -62,8 +62,8 @@ def sync_cards(self, portal_id: int) -> None:
                .order_by("pk").values_list("request_id", "due")[:CARDS_PER_RUN])
     if not due:
         return
-    outcomes = together(portal, [lambda rid=rid, n=n: _sync_one(rid, n) for rid, n in due])
-    failed = sum(1 for outcome in outcomes if outcome is not True)
+    outcomes = sync_requests([rid for rid, _ in due])  # shared with the portal's running calls (sync.py)
+    failed = sum(1 for rid, n in due if not _synced(rid, n, outcomes[rid]))
     if failed:  # a transient failure: those rows are still due
         log.warning("portal %s: %d of %d CRM cards not updated for now; retrying", portal.member_id[:8], failed,
                     len(due))
@@ -72,15 +72,15 @@ def sync_cards(self, portal_id: int) -> None:
         schedule_portal(portal_id)
 
 
-def _sync_one(request_id: int, due: int) -> bool:
-    """Sync one card; False when Bitrix24 failed for now (it stays due)."""
-    try:
-        sync_request(request_id)
-    except B24Error as exc:
-        if exc.transient:
-            log.warning("request %s: CRM card not updated for now: %s", request_id, exc)
+def _synced(request_id: int, due: int, outcome) -> bool:
+    """Record one card's sync; False when it failed for now (Bitrix24, its lock, a bug: it stays due)."""
+    if isinstance(outcome, B24Error):
+        if outcome.transient:
+            log.warning("request %s: CRM card not updated for now: %s", request_id, outcome)
             return False
-        log.warning("request %s: CRM card not updated: %s", request_id, exc)
+        log.warning("request %s: CRM card not updated: %s", request_id, outcome)
+    elif isinstance(outcome, BaseException):
+        return False
     CardState.objects.filter(request_id=request_id, synced__lt=due).update(synced=due)
     return True
 

@@ -21,11 +21,14 @@ which sends what all participants submitted together:
   same :class:`B24Error` the job would have got alone; each job handles it as before (retry, answer).
 
 One request is formed at a time.  Its leader first waits for partners (at most ``window`` seconds, or
-``burst_window`` while many jobs are running, and not at all once every live participant is waiting, so a
-lone job is never delayed), then for the portal's
-rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready while
-the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller each
-request, which is what keeps a 500-deal burst at a fraction of a request per call.
+``burst_window`` while many jobs are running, ``sustained_window`` once that has lasted ``sustained_after``
+seconds, and not at all once every live participant is waiting, so a lone job is never delayed; a run-as
+user's reads wait at most ``window``: their partners come out of one proof round together), then for the
+portal's rate-limit slot, and only then takes what is pending (up to 50 commands).  Jobs that become ready
+while the leader waits for the slot ride in that request: the harder the portal's limit bites, the fuller
+each request, which is what keeps a 500-deal burst at a fraction of a request per call.  A thread may
+submit several independent jobs at once (:meth:`Coalescer.submit_each`, :func:`batch_each`: a portal's CRM
+cards), counting as one participant.
 """
 from __future__ import annotations
 
@@ -60,6 +63,7 @@ class _Part:
     commands: dict
     then: dict | None = None
     client: B24Client | None = None  # a run-as user's client (None: the portal's stored token)
+    at: float = field(default_factory=time.monotonic)  # when it became pending
 
     @property
     def credential(self):
@@ -69,13 +73,19 @@ class _Part:
 class Coalescer:
     # In a burst (this many jobs running) a request waits up to ``burst_window`` to fill: the
     # jobs are many, so its 50 commands come quickly, and each request saved is one the portal keeps.
+    # A burst that lasts (``sustained_after`` seconds: a provider pacing the sends, so the answers trickle)
+    # waits up to ``sustained_window``: about what a request of the portal's token needs to fill at that pace.
     BURST_JOBS = 8
 
-    def __init__(self, client: B24Client, window: float = 0.2, burst_window: float | None = None):
+    def __init__(self, client: B24Client, window: float = 0.2, burst_window: float | None = None,
+                 sustained_window: float | None = None, sustained_after: float = 10.0):
         self.client = client
         self.portal_pk = client.portal.pk
         self.window = window
         self.burst_window = max(window, burst_window if burst_window is not None else window)
+        self.sustained_window = max(self.burst_window, sustained_window or 0.0)
+        self.sustained_after = sustained_after
+        self.burst_since: float | None = None  # since when BURST_JOBS or more jobs have been running
         self.cond = threading.Condition()
         self.pending: list[_Part] = []
         self.participants = 0
@@ -97,6 +107,8 @@ class Coalescer:
         with self.cond:
             self.expected -= 1
             self.participants += 1
+            if self.participants >= self.BURST_JOBS and self.burst_since is None:
+                self.burst_since = time.monotonic()
         token = _active.set(self)
         try:
             yield
@@ -104,6 +116,8 @@ class Coalescer:
             _active.reset(token)
             with self.cond:
                 self.participants -= 1
+                if self.participants < self.BURST_JOBS:
+                    self.burst_since = None
                 self.cond.notify_all()
 
     # -- submissions -----------------------------------------------------------------------------------
@@ -116,41 +130,60 @@ class Coalescer:
 
     def submit(self, commands: dict, halt: bool, client: B24Client | None = None) -> BatchResult:
         """``client``: a proven run-as user's client whose requests these are (None: the stored token)."""
+        [result] = self.submit_each([commands], halt, client)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def submit_each(self, batches: list[dict], halt: bool = False,
+                    client: B24Client | None = None) -> list[BatchResult | BaseException]:
+        """Several independent jobs from one thread (a card sync's cards): each is keyed, gated and answered
+        on its own as if a thread of its own had submitted it; a request that failed as a whole is returned
+        in its job's place.  The thread counts as one participant waiting, not as one per job."""
         client = client if client is not None and client.user_token else None
-        items = list(commands.items())
-        gated = halt and len(items) > 1
+        jobs = []
         with self.cond:
-            self.seq += 1
-            job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
-            self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
-                                      dict(items[1:]) if gated else None, client))
+            for commands in batches:
+                items = list(commands.items())
+                gated = halt and len(items) > 1
+                self.seq += 1
+                job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
+                self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
+                                          dict(items[1:]) if gated else None, client))
+                jobs.append(job)
             self.inside += 1
             self.cond.notify_all()
         try:
             while True:
                 with self.cond:
-                    while not job.done and (self.leading or not self.pending):
+                    while not all(job.done for job in jobs) and (self.leading or not self._owns_pending(jobs)):
                         self.cond.wait()
-                    if job.done:
+                    if all(job.done for job in jobs):
                         break
-                    self.leading = True  # nobody leads and something is pending: this thread forms the request
+                    # Nobody leads and a part of this thread's is pending: it forms the request.  (A thread whose
+                    # parts are all in flight never leads: it would wait out the next request's window before
+                    # it could return with its own results.)
+                    self.leading = True
                 self._lead()
         finally:
             with self.cond:
                 self.inside -= 1
-        if job.error is not None:
-            raise job.error
-        return job.result
+        return [job.error if job.error is not None else job.result for job in jobs]
 
     # -- sending ---------------------------------------------------------------------------------------
     def _lead(self) -> None:
         with self.cond:
             # Only running partners are waited for: a job still queued for a thread cannot come while this
-            # one holds its thread (a spread of many portals would otherwise wait out every window).
-            burst = self.participants >= self.BURST_JOBS
-            deadline = time.monotonic() + (self.burst_window if burst else self.window)
-            while (left := deadline - time.monotonic()) > 0 and self.inside < self.participants \
-                    and self._pending_size() < BATCH_LIMIT:
+            # one holds its thread (a spread of many portals would otherwise wait out every window).  The
+            # request is for the credential that goes next (it may change while waiting: a run-as user's
+            # reads arriving go first), and waits from when its oldest part became pending.
+            while True:
+                credential = self._next_credential()
+                group = [p for p in self.pending if p.credential == credential]
+                left = min(p.at for p in group) + self._window(credential) - time.monotonic()
+                if left <= 0 or self.inside >= self.participants or \
+                        sum(len(p.commands) for p in group) >= BATCH_LIMIT:
+                    break
                 self.cond.wait(left)
         error = None
         try:
@@ -158,7 +191,7 @@ class Coalescer:
         except B24Error as exc:
             error = exc
         with self.cond:
-            parts = self._take_pending()
+            parts = self._take_pending(self._next_credential())
             self.leading = False
             self.cond.notify_all()
         if error is None:
@@ -174,9 +207,30 @@ class Coalescer:
                     job.done = True
             self.cond.notify_all()
 
-    def _take_pending(self) -> list[_Part]:
-        """The oldest pending part and, in order, those with the same credential, up to 50 commands."""
-        credential = self.pending[0].credential
+    def _owns_pending(self, jobs: list[_Job]) -> bool:
+        ids = {id(job) for job in jobs}
+        return any(id(part.job) in ids for part in self.pending)
+
+    def _next_credential(self):
+        """Whose request is formed next: the oldest pending run-as user's reads if there are any (they wait
+        only the base window, so they never queue behind a request of the portal's token filling up), else
+        the portal's token's (None)."""
+        return next((p.credential for p in self.pending if p.credential is not None), None)
+
+    def _window(self, credential) -> float:
+        """How long a request for ``credential`` may wait for partners (called under ``cond``)."""
+        if credential is not None:
+            # A run-as user's reads: their only partners are that user's calls proven in the same earlier
+            # request, which come together; waiting out a burst window would only hold the calls back.
+            return self.window
+        if self.participants < self.BURST_JOBS:
+            return self.window
+        if self.burst_since is not None and time.monotonic() - self.burst_since >= self.sustained_after:
+            return self.sustained_window
+        return self.burst_window
+
+    def _take_pending(self, credential) -> list[_Part]:
+        """The pending parts of ``credential``, oldest first, up to 50 commands (the first one always)."""
         parts, size, rest = [], 0, []
         for part in self.pending:
             n = len(part.commands)
@@ -187,9 +241,6 @@ class Coalescer:
                 rest.append(part)
         self.pending = rest
         return parts
-
-    def _pending_size(self) -> int:
-        return sum(len(p.commands) for p in self.pending)
 
     def _send(self, parts: list[_Part]) -> BaseException | None:
         """One request for ``parts`` (at most 50 commands); each job takes its own results back."""
@@ -224,6 +275,26 @@ class Coalescer:
             elif full in out.results:
                 job.result.results[key] = out.results[full]
         job.result.requests += 1
+
+
+def batch_each(client: B24Client, batches: list[dict]) -> list[BatchResult | BaseException]:
+    """Independent batches (no halt) in as few requests as their commands fit: through the portal's coalescer
+    when this thread has one (sharing the requests of every job running beside it), else packed together
+    here, up to 50 commands a request, one batch never split.  A request that failed as a whole is returned
+    in the place of each batch it carried; the others' results stand."""
+    small = [i for i, commands in enumerate(batches) if len(commands) <= BATCH_LIMIT]
+    out: list[BatchResult | BaseException] = [BatchResult() for _ in batches]
+    for i in set(range(len(batches))) - set(small):  # more than one request anyway: its own chunks
+        try:
+            out[i] = client.batch(batches[i])
+        except B24Error as exc:
+            out[i] = exc
+    co = client._coalescer()
+    if co is None:
+        co = Coalescer(client, window=0.0)  # nobody else participates: nothing is waited for but the slot
+    for i, result in zip(small, co.submit_each([batches[i] for i in small], halt=False, client=client)):
+        out[i] = result
+    return out
 
 
 def _rewrite(value, prefix: str, keys: set):

@@ -7,6 +7,7 @@ from django.db import connection
 
 from b24app.models import Portal
 from b24app.rest import B24Client, B24Error, NeedsReinstall
+from b24app.rest.coalesce import batch_each
 
 
 def _threads(n, fn):
@@ -83,6 +84,23 @@ def test_batch_result_references_resolve_within_a_chunk(portal_a):
         "owner": ("user.get", {"filter": {"ID": "$result[deal][ASSIGNED_BY_ID]"}}),
     })
     assert result.results["owner"][0]["ID"] in ("1", 1)
+
+
+@pytest.mark.django_db
+def test_independent_batches_are_packed_into_shared_requests_each_with_its_own_results(portal_a):
+    """batch_each (the CRM card's cards of one portal): whole batches per request, references and errors
+    kept per batch, 50 commands at most per request."""
+    deal = portal_a.emu.crm.add_deal("Referenced deal", assigned_by_id=1)
+    one = {"deal": ("crm.deal.get", {"id": deal}),
+           "owner": ("user.get", {"filter": {"ID": "$result[deal][ASSIGNED_BY_ID]"}})}
+    broken = {"deal": ("crm.deal.get", {"id": 999999})}
+    fill = {f"u{i}": ("user.get", {"filter": {"ID": [1]}}) for i in range(46)}
+    before = portal_a.emu.stats.requests
+    results = batch_each(B24Client(portal_a.db), [one, broken, one, fill])
+    assert portal_a.emu.stats.requests - before == 2  # 5 commands, then 46 that do not fit: never split
+    assert [r.results["owner"][0]["ID"] in ("1", 1) for r in (results[0], results[2])] == [True, True]
+    assert "deal" in results[1].errors and not results[0].errors and not results[2].errors
+    assert len(results[3].results) == 46 and not results[3].errors
 
 
 @pytest.mark.django_db

@@ -79,7 +79,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
         self._handler_seq = 0
         self.workflows: dict[str, Workflow] = {}
         self.deliveries: list[dict] = []  # every event POST: event, handler, status
-        self.rest_log: list[dict] = []  # every authenticated REST request: method, params (no auth), user_id
+        self.rest_log: list[dict] = []  # every authenticated REST request: method, params (no auth), user_id, at
         self.files: dict[int, dict] = {}
         self._file_seq = 0
         self._fail_next: list[tuple[int, str, str]] = []
@@ -327,7 +327,7 @@ class Portal(FilesMixin, EventsMixin, RobotsMixin):
                 raise B24Error("INVALID_REQUEST", "Invalid request body", 400)
             ctx = self.authenticate(params.get("auth"))
             with self.lock:
-                self.rest_log.append({"method": method, "user_id": ctx.token.user_id,
+                self.rest_log.append({"method": method, "user_id": ctx.token.user_id, "at": start,
                                       "params": {k: v for k, v in params.items() if k != "auth"}})
             if method == "batch":
                 body = batch(ctx, params, start)
