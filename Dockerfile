@@ -1,5 +1,8 @@
 FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# gunicorn's workers: (2 x cores) + 1 for 2 cores. A robot call waits on PostgreSQL's commit (fsync), so more sync
+# workers than cores keep the CPU busy meanwhile (BENCHMARKS.md, handler). Override per machine.
+ENV WEB_CONCURRENCY=5
 WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
@@ -8,4 +11,4 @@ RUN useradd --create-home b24sign && mkdir -p /app/var /data && chown -R b24sign
 USER b24sign
 RUN DEBUG=1 python manage.py collectstatic --noinput
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "30"]
+CMD ["gunicorn", "config.wsgi:application", "--bind", "0.0.0.0:8000", "--timeout", "30"]

@@ -1,7 +1,7 @@
 """Robot handler throughput: robot calls/s and p50/p99 under gunicorn + PostgreSQL + Redis, next to a
 plain Django view, in the same run.
 
-    .venv/bin/python bench/handler.py                      # 3 sync workers, wrk -t1 -c16, 20 s per run
+    .venv/bin/python bench/handler.py                      # 5 sync workers (production), wrk -t1 -c16, 20 s per run
     .venv/bin/python bench/handler.py --workers 2 --runs 3 --duration 15
     .venv/bin/python bench/handler.py --profile 2000       # in-process: queries and cProfile per call
 
@@ -210,7 +210,7 @@ def profile(n: int) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="robot handler throughput (gunicorn + PostgreSQL + Redis, wrk)")
-    ap.add_argument("--workers", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=5, help="gunicorn sync workers (production default, WEB_CONCURRENCY)")
     ap.add_argument("--worker-class", default="sync", choices=("sync", "gthread"))
     ap.add_argument("--threads", type=int, default=1, help="threads per worker (gthread)")
     ap.add_argument("--connections", type=int, default=16)
