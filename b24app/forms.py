@@ -6,15 +6,17 @@ send are refused (a 3000-deep key overflows the stack of whatever walks the resu
 """
 from __future__ import annotations
 
-from urllib.parse import unquote
+from functools import lru_cache, wraps
+from urllib.parse import unquote_plus
 
 from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest
 
-from .rest.encoding import name_cache, nest_php_paths, php_key_path
+from .rest.encoding import nest_php_paths, php_key_path
 
 MAX_DEPTH = 8  # brackets per key; Bitrix24's deepest is properties[<code>][<n>] / auth[...]
+NAME_CACHE_MAX = 256  # characters; Bitrix24's longest field name is under 100
 
 
 class MalformedForm(ValueError):
@@ -32,6 +34,18 @@ def php_form(request: HttpRequest) -> dict:
         path = _key_path(key)
         paths += [(path, clean_text(v)) for v in values]
     return nest_php_paths(paths)
+
+
+def name_cache(fn):
+    """Cache a function of a form field's name, which repeats from call to call (values do not).  Only
+    short names are kept, so what a stranger posts cannot fill the memory with long ones."""
+    cached = lru_cache(maxsize=1024)(fn)
+
+    @wraps(fn)
+    def call(name: str):
+        return cached(name) if len(name) <= NAME_CACHE_MAX else fn(name)
+    call.cache_info = cached.cache_info
+    return call
 
 
 @name_cache
@@ -62,16 +76,10 @@ def _fields(request: HttpRequest) -> dict[str, list[str]]:
     for part in text.split("&"):  # parse_qsl(keep_blank_values=True), with each distinct name decoded once
         if part:
             name, _, value = part.partition("=")
-            fields.setdefault(_form_name(name), []).append(_unquote(value))
+            fields.setdefault(_form_name(name), []).append(unquote_plus(value, errors="replace"))
     return fields
 
 
 @name_cache
 def _form_name(raw: str) -> str:
-    return _unquote(raw)
-
-
-def _unquote(text: str) -> str:
-    if "+" in text:
-        text = text.replace("+", " ")
-    return unquote(text, errors="replace") if "%" in text else text
+    return unquote_plus(raw, errors="replace")

@@ -141,6 +141,16 @@ def process_groups(server) -> dict:
     return {"django (gunicorn)": gunicorn, "postgres backends": postgres, "redis-server": redis_pids}
 
 
+def cpu_now(server) -> dict:
+    """CPU seconds so far, by role (process_groups)."""
+    return {k: cpu_seconds(v) for k, v in process_groups(server).items()}
+
+
+def cpu_per_call(server, before: dict, requests: int) -> str:
+    used = {k: v - before[k] for k, v in cpu_now(server).items()}
+    return "CPU per call: " + ", ".join(f"{k} {v / requests * 1000:.2f} ms" for k, v in used.items())
+
+
 def _cmd(p: Path) -> str:
     try:
         return (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
@@ -248,14 +258,11 @@ def main() -> int:
     try:
         for run in range(1, args.runs + 1):
             wrk(f"{base}/bench/noop/", get_script, 3, args.connections)  # warm every worker's connections
-            plain = servers["robot call"]
-            before = {k: cpu_seconds(v) for k, v in process_groups(plain).items()}
+            before = cpu_now(servers["robot call"])
             r = wrk(f"{base}/bench/noop/", get_script, args.duration, args.connections)
-            groups = {k: cpu_seconds(v) - before[k] for k, v in process_groups(plain).items()}
             results["noop"].append(r)
             print(fmt(f"run {run}: GET plain Django view", r), flush=True)
-            print(f"{'':34} CPU per call: " + ", ".join(f"{k} {v / r['requests'] * 1000:.2f} ms"
-                                                         for k, v in groups.items()), flush=True)
+            print(f"{'':34} " + cpu_per_call(servers["robot call"], before, r["requests"]), flush=True)
             for label, server in servers.items():
                 url = server_url(server)
                 reset_state()
@@ -266,15 +273,12 @@ def main() -> int:
                                          "run": lua_str(f"r{run}{secrets.token_hex(4)}"),
                                          "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
                 wrk(f"{url}/bench/noop/", get_script, 2, args.connections)
-                groups = process_groups(server)
-                before = {k: cpu_seconds(v) for k, v in groups.items()}
+                before = cpu_now(server)
                 load0 = os.getloadavg()[0]
                 r = wrk(f"{url}/bizproc/robots/{ROBOT}/", script, args.duration, args.connections)
-                groups = {k: cpu_seconds(v) - before[k] for k, v in process_groups(server).items()}
                 results[label].append(r)
                 print(fmt(f"run {run}: POST {label}", r), flush=True)
-                print(f"{'':34} CPU per call: " + ", ".join(f"{k} {v / r['requests'] * 1000:.2f} ms"
-                                                             for k, v in groups.items())
+                print(f"{'':34} " + cpu_per_call(server, before, r["requests"])
                       + f"; load average {load0:.1f} before the run", flush=True)
                 print(check_counts(portal, r["requests"] - r["non2xx"], args.connections,
                                    inline_publish="before" in label), flush=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from functools import lru_cache, wraps
 from urllib.parse import quote, urlencode
 
 
@@ -44,22 +43,6 @@ _KEY = re.compile(r"^([^\[\]]+)((?:\[[^\[\]]*\])*)$")
 _PART = re.compile(r"\[([^\[\]]*)\]")
 
 
-NAME_CACHE_MAX = 256  # characters; Bitrix24's longest field name is under 100
-
-
-def name_cache(fn):
-    """Cache a function of a form field's name, which repeats from call to call (values do not).  Only
-    short names are kept, so what a stranger posts cannot fill the memory with long ones."""
-    cached = lru_cache(maxsize=1024)(fn)
-
-    @wraps(fn)
-    def call(name: str):
-        return cached(name) if len(name) <= NAME_CACHE_MAX else fn(name)
-    call.cache_info = cached.cache_info
-    return call
-
-
-@name_cache
 def php_key_path(key: str) -> tuple[str, ...]:
     """``properties[signers][]`` -> ``("properties", "signers", "")``; a key that is not bracket notation is one
     part."""
