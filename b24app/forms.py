@@ -6,7 +6,6 @@ send are refused (a 3000-deep key overflows the stack of whatever walks the resu
 """
 from __future__ import annotations
 
-from functools import lru_cache, wraps
 from urllib.parse import unquote_plus
 
 from django.conf import settings
@@ -31,29 +30,38 @@ def php_form(request: HttpRequest) -> dict:
     """The POST body as nested dicts: ``auth[member_id]`` -> ``{"auth": {"member_id": ...}}``."""
     paths = []
     for key, values in _fields(request).items():
-        path = _key_path(key)
+        path = _key_path[key]
         paths += [(path, clean_text(v)) for v in values]
     return nest_php_paths(paths)
 
 
-def name_cache(fn):
-    """Cache a function of a form field's name, which repeats from call to call (values do not).  Only
-    short names are kept, so what a stranger posts cannot fill the memory with long ones."""
-    cached = lru_cache(maxsize=1024)(fn)
+class NameCache(dict):
+    """``fn(name)`` for a form field's name, kept per process: the queue server sends the same ~30 names on
+    every call, values differ.  A plain dict, so a hit costs a lookup and no call.  Only names of up to
+    NAME_CACHE_MAX characters are kept, and at most ``size`` of them (then it starts afresh), so what a
+    stranger posts cannot fill the memory.  ``fn`` raising is never cached."""
 
-    @wraps(fn)
-    def call(name: str):
-        return cached(name) if len(name) <= NAME_CACHE_MAX else fn(name)
-    call.cache_info = cached.cache_info
-    return call
+    def __init__(self, fn, size: int = 1024):
+        super().__init__()
+        self.fn, self.size = fn, size
+
+    def __missing__(self, name: str):
+        value = self.fn(name)
+        if len(name) <= NAME_CACHE_MAX:
+            if len(self) >= self.size:
+                self.clear()
+            self[name] = value
+        return value
 
 
-@name_cache
-def _key_path(key: str) -> tuple[str, ...]:
-    """A field name, cleaned and split once per process: the queue server sends the same ~30 names every call."""
+def _split_key(key: str) -> tuple[str, ...]:
     if key.count("[") > MAX_DEPTH:
-        raise MalformedForm("a field name is nested too deeply")  # not cached: only returns are
+        raise MalformedForm("a field name is nested too deeply")
     return php_key_path(clean_text(key))
+
+
+_key_path = NameCache(_split_key)  # a field name, cleaned and split
+_form_name = NameCache(lambda raw: unquote_plus(raw, errors="replace"))  # a name as posted, decoded
 
 
 def _fields(request: HttpRequest) -> dict[str, list[str]]:
@@ -73,13 +81,15 @@ def _fields(request: HttpRequest) -> dict[str, list[str]]:
     if limit is not None and text.count("&") + 1 > limit:  # parse_qsl's count, so QueryDict's limit
         raise TooManyFieldsSent("The number of POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.")
     fields: dict[str, list[str]] = {}
+    names = _form_name
     for part in text.split("&"):  # parse_qsl(keep_blank_values=True), with each distinct name decoded once
         if part:
             name, _, value = part.partition("=")
-            fields.setdefault(_form_name(name), []).append(unquote_plus(value, errors="replace"))
+            if "%" in value or "+" in value:  # most values (ids, tokens) have nothing to decode
+                value = unquote_plus(value, errors="replace")
+            values = fields.get(name := names[name])
+            if values is None:
+                fields[name] = [value]
+            else:
+                values.append(value)
     return fields
-
-
-@name_cache
-def _form_name(raw: str) -> str:
-    return unquote_plus(raw, errors="replace")

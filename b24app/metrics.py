@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable
 from functools import lru_cache
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 log = logging.getLogger("b24sign.metrics")
 
@@ -54,13 +56,31 @@ def _redis(url: str):
     return redis.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5)
 
 
-def store():
+@lru_cache(maxsize=1)
+def _config() -> tuple[object | None, float]:
+    """(the Redis client, or None: no metrics; the flush interval), read from settings once per process:
+    the robot handler counts every call, and settings lookups were a measurable share of it."""
     url = getattr(settings, "REDIS_URL", "")
-    return _redis(url) if url and settings.METRICS_ENABLED else None
+    client = _redis(url) if url and settings.METRICS_ENABLED else None
+    return client, float(getattr(settings, "METRICS_FLUSH_INTERVAL", 0) or 0)
+
+
+@receiver(setting_changed)
+def _settings_changed(**kwargs) -> None:
+    _config.cache_clear()
+
+
+def store():
+    return _config()[0]
 
 
 def _field(labels: dict) -> str:
-    return json.dumps(labels, sort_keys=True, separators=(",", ":"))
+    return _label_field(tuple(labels.items()))
+
+
+@lru_cache(maxsize=4096)  # label sets are few and low-cardinality by design (see above)
+def _label_field(items: tuple) -> str:
+    return json.dumps(dict(items), sort_keys=True, separators=(",", ":"))
 
 
 # Counters are added up in the process and written every METRICS_FLUSH_INTERVAL seconds in one pipeline, by a
@@ -72,10 +92,10 @@ _flusher_pid: int | None = None
 
 
 def inc(name: str, by: float = 1.0, **labels) -> None:
-    if store() is None:
+    client, interval = _config()
+    if client is None:
         return
     key = (PREFIX + name, _field(labels))
-    interval = float(getattr(settings, "METRICS_FLUSH_INTERVAL", 0) or 0)
     if interval <= 0:
         _write({key: by})
         return

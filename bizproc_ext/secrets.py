@@ -10,7 +10,7 @@ SEALED = "sealed"
 
 
 def seal(robot, values: dict) -> dict:
-    """``values`` with every ``secret`` property encrypted (Fernet) the way it is stored in the JSON column."""
+    """``values`` with every ``secret`` property encrypted (b24app.crypto) the way it is stored in the JSON column."""
     out = dict(values)
     for key, prop in robot.properties.items():
         if getattr(prop, "secret", False) and out.get(key) not in (None, ""):

@@ -25,7 +25,7 @@ def test_install_stores_encrypted_tokens_and_registers_every_robot(cloud, client
     with connection.cursor() as cur:  # what the database itself holds
         cur.execute("SELECT access_token, refresh_token, app_token_digest FROM b24app_portal WHERE id=%s", [portal.pk])
         raw_access, raw_refresh, digest = cur.fetchone()
-    assert portal.access_token not in raw_access and raw_access.startswith("gAAAA")  # Fernet
+    assert portal.access_token not in raw_access and raw_access.startswith("v2.")  # AES-GCM (b24app.crypto)
     assert portal.refresh_token not in raw_refresh
     assert emu.application_token not in digest
     assert set(emu.robots) == set(catalogue())

@@ -8,7 +8,33 @@ from cryptography.fernet import Fernet
 from django.core.management import call_command
 from django.db import connection
 
-from b24app.crypto import _fernet
+from b24app.crypto import InvalidToken, _fernet, decrypt, encrypt, fernet, rotate
+
+
+@pytest.mark.django_db
+def test_secrets_written_before_v2_still_open_and_rotation_rewrites_them(portal_a):
+    legacy = fernet().encrypt(b"old access token").decode()  # what a Fernet-era row holds
+    with connection.cursor() as cur:
+        cur.execute("UPDATE b24app_portal SET access_token = %s WHERE id = %s", [legacy, portal_a.db.pk])
+    portal_a.db.refresh_from_db()
+    assert portal_a.db.access_token == "old access token"
+    call_command("rotate_encryption", stdout=open(os.devnull, "w"))
+    with connection.cursor() as cur:
+        cur.execute("SELECT access_token FROM b24app_portal WHERE id = %s", [portal_a.db.pk])
+        stored = cur.fetchone()[0]
+    assert stored.startswith("v2.") and "old access token" not in stored
+    assert decrypt(stored) == "old access token" and rotate(legacy).startswith("v2.")
+
+
+def test_a_sealed_value_is_unreadable_and_an_altered_one_never_opens():
+    sealed = encrypt("refresh-token-123")
+    assert "refresh-token-123" not in sealed and sealed != encrypt("refresh-token-123")  # a nonce per value
+    version, key_id, body = sealed.split(".", 2)
+    flipped = body[:20] + ("A" if body[20] != "A" else "B") + body[21:]
+    for forged in (f"{version}.{key_id}.{flipped}", f"{version}.00000000.{body}", f"{version}.{key_id}.",
+                   f"{version}.{key_id}.@@@", "v2.", "v2.x"):
+        with pytest.raises(InvalidToken):
+            decrypt(forged)
 
 
 @pytest.mark.django_db
@@ -63,5 +89,5 @@ def test_secrets_never_reach_the_database_in_clear(portal_a):
     with connection.cursor() as cur:
         cur.execute("SELECT credentials, webhook_secret FROM signing_provideraccount")
         credentials, secret = cur.fetchone()
-    assert "hunter2" not in credentials and credentials.startswith("gAAAA")
-    assert secret.startswith("gAAAA")
+    assert "hunter2" not in credentials and credentials.startswith("v2.")
+    assert secret.startswith("v2.")

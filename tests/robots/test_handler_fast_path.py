@@ -121,11 +121,20 @@ def test_a_urlencoded_body_parses_as_through_django_querydict(body, settings):
 def test_long_field_names_are_parsed_but_never_kept_in_memory():
     """Names are cached per process (the queue server repeats them); a stranger's long ones are not."""
     body = "&".join(f"{'x' * 5000}{i}[k]=v{i}" for i in range(50)) + "&auth%5Bmember_id%5D=m"
-    before = forms._form_name.cache_info().currsize, forms._key_path.cache_info().currsize
+    before = len(forms._form_name), len(forms._key_path)
     form = php_form(RequestFactory().post(URL, body, content_type="application/x-www-form-urlencoded"))
     assert form[f"{'x' * 5000}7"] == {"k": "v7"} and form["auth"] == {"member_id": "m"}
-    after = forms._form_name.cache_info().currsize, forms._key_path.cache_info().currsize
+    after = len(forms._form_name), len(forms._key_path)
     assert after[0] - before[0] <= 1 and after[1] - before[1] <= 1  # only the short name, if it was new
+    assert max(map(len, [*forms._form_name, *forms._key_path])) <= forms.NAME_CACHE_MAX
+
+
+def test_a_stranger_posting_ever_new_names_never_grows_the_name_cache(settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FIELDS = 2000
+    for batch in range(3):
+        body = "&".join(f"n{batch}x{i}=v" for i in range(1500))
+        php_form(RequestFactory().post(URL, body, content_type="application/x-www-form-urlencoded"))
+        assert len(forms._form_name) <= forms._form_name.size and len(forms._key_path) <= forms._key_path.size
 
 
 def test_too_many_fields_are_still_refused(settings):
