@@ -126,7 +126,7 @@ class EncryptedJSONField(EncryptedTextField):
 def token_digest(token: str, key: str | None = None) -> str:
     """HMAC-SHA256 of a token we only need to compare (Bitrix24's application_token)."""
     key = key or settings.SECRET_KEY
-    return hmac.new(key.encode(), b"b24sign.application_token:" + token.encode(), hashlib.sha256).hexdigest()
+    return hmac.digest(key.encode(), b"b24sign.application_token:" + token.encode(), "sha256").hex()  # one C call
 
 
 def token_matches(token: str, digest: str) -> bool:

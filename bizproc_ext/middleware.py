@@ -23,24 +23,38 @@ from .views import robot_handler
 
 
 @cache
-def _prefix(urlconf: str) -> str:
+def handler_prefix(urlconf: str) -> str:
     """``/bizproc/robots/`` (wherever config/urls.py mounts bizproc_ext), from the URL named robot-handler."""
     path = "/" + get_resolver(urlconf).reverse("robot-handler", code="0")
     return path[: -len("0/")]
 
 
+def robot_code(request) -> str | None:
+    """The robot code of a queue-server POST to ``<handler prefix><code>/``, else None (the normal way)."""
+    if request.method != "POST" or (settings.SECURE_SSL_REDIRECT and not request.is_secure()):
+        return None
+    prefix = handler_prefix(getattr(request, "urlconf", None) or settings.ROOT_URLCONF)
+    path = request.path_info
+    if path.startswith(prefix) and path.endswith("/"):
+        code = path[len(prefix):-1]
+        if code and "/" not in code:  # what <str:code> matches
+            return code
+    return None
+
+
+def answer(request, code: str):
+    """The handler's answer, with what still applies to it of the page middleware."""
+    request.get_host()  # ALLOWED_HOSTS: DisallowedHost -> 400, as through CommonMiddleware
+    translation.activate(settings.LANGUAGE_CODE)
+    response = robot_handler(request, code)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    return response
+
+
 def robot_fast_path(get_response):
+    """Inside Django (the test client; bizproc_ext/wsgi.py takes the same calls before Django under a WSGI
+    server)."""
     def middleware(request):
-        if request.method == "POST" and not (settings.SECURE_SSL_REDIRECT and not request.is_secure()):
-            prefix = _prefix(getattr(request, "urlconf", None) or settings.ROOT_URLCONF)
-            path = request.path_info
-            if path.startswith(prefix) and path.endswith("/"):
-                code = path[len(prefix):-1]
-                if code and "/" not in code:  # what <str:code> matches
-                    request.get_host()  # ALLOWED_HOSTS: DisallowedHost -> 400, as through CommonMiddleware
-                    translation.activate(settings.LANGUAGE_CODE)
-                    response = robot_handler(request, code)
-                    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-                    return response
-        return get_response(request)
+        code = robot_code(request)
+        return answer(request, code) if code else get_response(request)
     return middleware

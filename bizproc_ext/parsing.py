@@ -117,9 +117,11 @@ def parse_date(value, with_time: bool) -> str | None:
 
 
 def _one(key: str, prop: Prop, value, errors: list[str]):
-    text = str(value).strip()
+    text = (value if type(value) is str else str(value)).strip()
     if text == "":
         return None
+    if prop.type == "string" or prop.type == "text":  # most properties: taken as they are
+        return text
     label = prop.name.get("en", key)
     if prop.type == "bool":
         parsed = parse_bool(text)
