@@ -65,6 +65,8 @@ def _submit_in_background(co: Coalescer, commands: dict, client: B24Client | Non
                 started = time.monotonic()
                 result = co.submit(commands, halt=False, client=client)
                 out["took"], out["result"] = time.monotonic() - started, result
+        except Exception as exc:  # noqa: BLE001  (the test looks at what each job heard)
+            out["error"] = exc
         finally:
             connection.close()
 
@@ -121,3 +123,20 @@ def test_a_run_as_users_reads_go_ahead_of_a_request_of_the_portals_token_still_f
         others.close()
     assert took < 0.8, took  # not behind the filling request
     assert answered["took"] >= 2.9 and not answered["result"].errors  # which still waited to fill
+
+
+def test_a_rate_limit_store_failure_reaches_every_waiting_job_instead_of_hanging_them(coalescer, monkeypatch):
+    """Redis (the portal's bucket) down while a request waits for its slot: each job sharing that request hears
+    the error (the sweepers retry their calls); none waits forever for a leader that is gone."""
+    def bucket_down(method="batch"):
+        raise ConnectionError("Redis is down")
+    monkeypatch.setattr(coalescer.client, "wait_for_slot", bucket_down)
+    running = Running(coalescer, 1)  # a burst: the request waits for partners
+    try:
+        jobs = [_submit_in_background(coalescer, {"u": ("user.current", {})}) for _ in range(3)]
+        for thread, _ in jobs:
+            thread.join(15)
+            assert not thread.is_alive(), "a job still waits for a request that will never be sent"
+    finally:
+        running.close()
+    assert all(isinstance(out.get("error"), ConnectionError) for _, out in jobs)
