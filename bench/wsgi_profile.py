@@ -1,4 +1,5 @@
-"""CPU per robot call in-process, through the WSGI application (middleware, signals, health check; no HTTP),
+"""CPU per robot call in-process, through the WSGI application gunicorn loads (``config.wsgi.application``: the
+robot calls' own entry, Django's request cycle for the plain view; no HTTP),
 in rounds of 200 alternating with the plain view, so both see the same machine:
 
     .venv/bin/python bench/wsgi_profile.py 4000                # min and median of the rounds, ms of CPU
@@ -24,11 +25,9 @@ ROUND = 200
 def main() -> int:
     setup_django()
     reset_state()
-    from django.core.wsgi import get_wsgi_application  # noqa: PLC0415  (after setup_django)
-
     from bench.handler import ROBOT, TOKEN_MARK, make_portal, robot_body  # noqa: PLC0415
+    from config.wsgi import application as app  # noqa: PLC0415  (after setup_django)
 
-    app = get_wsgi_application()
     portal, token = make_portal()
     body = robot_body(portal, token)
     path = f"/bizproc/robots/{ROBOT}/"
@@ -50,7 +49,7 @@ def main() -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 4000
     bodies = [body.replace(TOKEN_MARK, f"p{i}").encode() for i in range(n)]
     if len(sys.argv) > 2 and sys.argv[2] == "prof":
-        prof = cProfile.Profile()
+        prof = cProfile.Profile(time.process_time)  # CPU, not the commit's wait
         prof.enable()
         for b in bodies:
             call(path, data=b)
