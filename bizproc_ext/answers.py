@@ -25,6 +25,7 @@ from signing.services import result_values, signer_summary
 
 from . import metrics
 from .models import RobotCall
+from .riders import boarding
 from .robots import catalogue
 
 log = logging.getLogger("b24sign.answers")
@@ -90,8 +91,9 @@ def log_line(call: RobotCall, message: str, client: B24Client | None = None) -> 
     if not call.use_subscription or call.answer_state == "sent":
         return
     try:
-        (client or B24Client(call.portal)).call("bizproc.activity.log",
-                                               {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": message[:MAX_LOG]})
+        with boarding(call.portal):  # a waiting call's last request: held work rides in it as in an answer
+            (client or B24Client(call.portal)).call("bizproc.activity.log",
+                                                   {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": message[:MAX_LOG]})
     except B24Error as exc:
         log.info("activity.log for call %s failed: %s", call.pk, exc.error)
 
@@ -123,14 +125,15 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     commands["answer"] = ("bizproc.event.send", {"EVENT_TOKEN": call.event_token, "RETURN_VALUES": values,
                                                  "LOG_MESSAGE": message[:MAX_LOG]})
     try:
-        if len(commands) == 1:
-            client.call("bizproc.event.send", commands["answer"][1])
-        else:
-            result = client.batch(commands)
-            err = result.errors.get("answer")
-            if err:
-                raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
-                               method="bizproc.event.send")
+        with boarding(call.portal):  # work held for this answer (its CRM card's change) rides in its request
+            if len(commands) == 1:
+                client.call("bizproc.event.send", commands["answer"][1])
+            else:
+                result = client.batch(commands)
+                err = result.errors.get("answer")
+                if err:
+                    raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
+                                   method="bizproc.event.send")
     except B24Error as exc:
         return _refused(call, exc, attempts)
     except Exception:  # e.g. the rate-limit store is down: give the claim back, or the retry would skip

@@ -24,7 +24,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import duplicates, lease, proof, roles, signer_fields, sources
+from . import duplicates, lease, proof, riders, roles, signer_fields, sources
 from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -63,7 +63,8 @@ def run(call_id: int) -> Outcome:
             return Outcome()
         req = call.signature_request
         logcontext.bind(portal=call.portal.member_id, request=str(req.public_id)[:8] if req else "")
-        with lease.heartbeat(call):  # renewed while we work, downloads and uploads included
+        # renewed while we work, downloads and uploads included; the CRM card's change rides in the answer
+        with lease.heartbeat(call), riders.collecting():
             return _run(call)
 
 

@@ -12,9 +12,10 @@ from django.db.models import F
 from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
+from bizproc_ext import riders
 from signing.models import SignatureRequest
 
-from . import fields, placements, triggers
+from . import fields, placements, sync, triggers
 from .models import CardState
 from .sync import sync_requests
 
@@ -38,7 +39,33 @@ def announce_change(request_id: int, portal_id: int) -> None:
                 CardState.objects.create(request_id=request_id, due=1)
         except IntegrityError:  # another process created it just now: count ours on it
             CardState.objects.filter(request_id=request_id).update(due=F("due") + 1)
-    schedule_portal(portal_id)
+    if not (settings.CRM_CARD_WITH_ANSWER and riders.hold(_WithTheAnswer(request_id, portal_id))):
+        schedule_portal(portal_id)
+
+
+class _WithTheAnswer:
+    """A change announced while a robot call runs in this thread (its send committing): the card's commands
+    ride in the request that answers the call's workflow (bizproc_ext.riders) instead of one sync_cards task
+    of the portal 2 s later, which in a spread was a request of its own.  A card that could not ride, or whose
+    request failed, takes that path after all (its row stays due: the beat's sweep also finds it)."""
+
+    def __init__(self, request_id: int, portal_id: int):
+        self.request_id, self.portal_id = request_id, portal_id
+
+    def board(self, co):
+        boarded = sync.ride(self.request_id, co)
+        if boarded is None:
+            return None
+        due, land = boarded
+
+        def landed() -> None:
+            if not _synced(self.request_id, due, land()):
+                schedule_portal(self.portal_id)
+
+        return landed
+
+    def missed(self) -> None:
+        schedule_portal(self.portal_id)
 
 
 def schedule_portal(portal_id: int) -> None:
