@@ -76,14 +76,16 @@ def _clear_flag(portal) -> None:
         portal.access_problem, portal.access_problem_at = "", None
 
 
-def _wait_while_blocked(portal) -> None:
-    """While the portal is flagged, at most one try per BLOCKED_RETRY: raise instead of calling."""
+def _wait_while_blocked(portal) -> bool:
+    """While the portal is flagged, at most one try per BLOCKED_RETRY: raise instead of calling.  True when
+    it is flagged (a try is due)."""
     flagged = Portal.objects.filter(pk=portal.pk).values_list("access_problem_at", flat=True).first()
     if flagged is None:
-        return
+        return False
     left = (flagged + timedelta(seconds=BLOCKED_RETRY) - timezone.now()).total_seconds()
     if left > 0:
         raise AnswerPending("the portal refuses the app's calls; waiting before the next try", left)
+    return True
 
 
 def log_line(call: RobotCall, message: str, client: B24Client | None = None) -> None:
@@ -108,8 +110,7 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     if getattr(call, "open_request", "") and "open_request" in _declared(call.code):
         values.setdefault("open_request", call.open_request)
     values = declared_only(call.code, values)
-    if call.use_subscription:
-        _wait_while_blocked(call.portal)
+    flagged = call.use_subscription and _wait_while_blocked(call.portal)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
         answer_state="sending", answer=values, answer_log=message[:MAX_LOG], updated_at=timezone.now(),
         answer_attempts=F("answer_attempts") + 1)
@@ -118,7 +119,9 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     if not call.use_subscription:  # the workflow did not wait; there is nobody to answer
         _finish(call, "skipped", "")
         return True
-    attempts = RobotCall.objects.filter(pk=call.pk).values_list("answer_attempts", flat=True).first() or 1
+    # This run's claim counted the try: the row was loaded by this run (pipeline.claim, or fresh for a waiting
+    # call), and only a claim of the answer counts, so it is the loaded count plus one.
+    call.answer_attempts = attempts = (call.answer_attempts or 0) + 1
     client = client or B24Client(call.portal)
     commands = {f"log{i}": ("bizproc.activity.log", {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": line[:MAX_LOG]})
                 for i, line in enumerate(progress or []) if line}
@@ -141,7 +144,8 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
         RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
         raise
     _finish(call, "sent", "")
-    _clear_flag(call.portal)
+    if flagged:  # (a portal seen unflagged just before has no flag to clear)
+        _clear_flag(call.portal)
     return True
 
 
@@ -166,8 +170,12 @@ def _refused(call: RobotCall, exc: B24Error, attempts: int) -> bool:
 
 def _finish(call: RobotCall, state: str, error: str) -> None:
     now = timezone.now()
-    RobotCall.objects.filter(pk=call.pk).update(answer_state=state, answered_at=now, answer_error=error[:2000],
-                                               state=RobotCall.DONE, updated_at=now)
+    done = {"answer_state": state, "answered_at": now, "answer_error": error[:2000], "state": RobotCall.DONE,
+            "updated_at": now}
+    if call.auth_access_token or call.auth_refresh_token:  # answered: the run-as user's token is done with
+        done.update(auth_access_token="", auth_refresh_token="", auth_expires_at=None)
+        call.auth_access_token, call.auth_refresh_token, call.auth_expires_at = "", "", None
+    RobotCall.objects.filter(pk=call.pk).update(**done)
     call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
     metrics.answered(call, state)
     log.info("robot call %s answered: %s", call.pk, state)

@@ -181,9 +181,10 @@ def sync_requests(request_ids: list[int]) -> dict[int, int | BaseException]:
 def ride(request_id: int, co):
     """Put the card's commands in ``co``'s next request without waiting for it (``Coalescer.ride``: the request
     that answers the call whose send announced the change).  Returns ``(due, land)``: the changes counted when
-    it was planned, and what waits for that request, records the result and releases the card's lock (the
-    outcome, as :func:`sync_requests` gives it per request).  None: it cannot ride now (its lock is held by a
-    sync that is running: never waited for, the answer goes first; or the request has no card)."""
+    it was planned, and what waits for that request, records the result (with ``synced`` when it went out)
+    and releases the card's lock (the outcome, as :func:`sync_requests` gives it per request).  None: it
+    cannot ride now (its lock is held by a sync that is running: never waited for, the answer goes first; or
+    the request has no card)."""
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(coordination.lock(f"crmcard:{request_id}", ttl=120, wait=0))
@@ -206,7 +207,7 @@ def ride(request_id: int, co):
             if isinstance(result, BaseException):
                 return result
             try:
-                _apply(req, state, setup, calls, result)
+                _apply(req, state, setup, calls, result, synced=state.due)  # its changes counted synced too
             except Exception as exc:  # noqa: BLE001  (it stays due: the portal's sync takes it)
                 log.exception("request %s: CRM card result not recorded", req.pk)
                 return exc
@@ -230,7 +231,9 @@ def _planned(request_id: int):
     return req, state, setup, plan(req, state, setup)
 
 
-def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None:
+def _apply(req, state: CardState, setup: CardSetup, calls: dict, result, synced: int | None = None) -> None:
+    """Record what went out; ``synced``: the changes this sync covered, counted in the same UPDATE (under the
+    card's lock, so no other sync writes it meanwhile; ``due`` is never written here)."""
     errors = []
     if "card" in calls:
         if "card" in result.errors:
@@ -278,7 +281,11 @@ def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None
             state.notified = [*state.notified, req.status]
     state.last_error = "; ".join(str(e) for e in errors)[:2000]
     state.updated_at = timezone.now()
-    state.save(update_fields=PUSHED)  # never due/synced: a change counted meanwhile stays counted
+    if synced is not None and synced > state.synced:
+        state.synced = synced
+        state.save(update_fields=[*PUSHED, "synced"])
+    else:
+        state.save(update_fields=PUSHED)  # never due: a change counted meanwhile stays counted
     if errors:
         log.warning("request %s: CRM card partly updated: %s", req.pk, state.last_error)
         req.log("crm_card", f"CRM card: {state.last_error}", source="worker")

@@ -6,7 +6,7 @@ import random
 
 from celery import shared_task
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.db.models import F
 
 from b24app import coordination
@@ -32,13 +32,7 @@ def _scheduled(portal_id: int) -> str:
 
 def announce_change(request_id: int, portal_id: int) -> None:
     """A request's card has a change to push: counted on its CardState, synced with the portal's others."""
-    # The first change of a new request creates its row with the change counted; later ones count it in place.
-    if not CardState.objects.filter(request_id=request_id).update(due=F("due") + 1):
-        try:
-            with transaction.atomic():
-                CardState.objects.create(request_id=request_id, due=1)
-        except IntegrityError:  # another process created it just now: count ours on it
-            CardState.objects.filter(request_id=request_id).update(due=F("due") + 1)
+    _count_change(request_id)
     if not (settings.CRM_CARD_WITH_ANSWER and riders.hold(_WithTheAnswer(request_id, portal_id))):
         schedule_portal(portal_id)
 
@@ -59,13 +53,31 @@ class _WithTheAnswer:
         due, land = boarded
 
         def landed() -> None:
-            if not _synced(self.request_id, due, land()):
+            outcome = land()
+            if isinstance(outcome, int) and outcome > 0:
+                return  # sent and recorded, its changes counted synced in the same UPDATE
+            if not _synced(self.request_id, due, outcome):
                 schedule_portal(self.portal_id)
 
         return landed
 
     def missed(self) -> None:
         schedule_portal(self.portal_id)
+
+
+def _count_change(request_id: int) -> None:
+    """One statement: the first change of a new request creates its row with the change counted (the model's
+    defaults for the rest), a later one (or a race with another process creating it) counts it in place."""
+    fields = [f for f in CardState._meta.concrete_fields if not f.primary_key]
+    row = CardState(request_id=request_id, due=1)
+    quote, table = connection.ops.quote_name, connection.ops.quote_name(CardState._meta.db_table)
+    due = quote(CardState._meta.get_field("due").column)
+    with connection.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}) "
+                    f"VALUES ({', '.join(['%s'] * len(fields))}) "
+                    f"ON CONFLICT ({quote(CardState._meta.get_field('request').column)}) "
+                    f"DO UPDATE SET {due} = {table}.{due} + 1",
+                    [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields])
 
 
 def schedule_portal(portal_id: int) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from bizproc_ext import pipeline
 from bizproc_ext.models import RobotCall
@@ -119,3 +121,16 @@ def test_with_the_setting_off_the_card_waits_for_the_portals_sync(portal_a, memo
     pipeline.run(RobotCall.objects.get().pk)
     assert len(emu.rest_log) == 2 and "crm.activity.configurable.add" not in _methods(emu.rest_log[1])
     assert scheduled == [portal_a.db.pk] and not emu.activities
+
+
+def test_a_riding_card_is_counted_synced_in_the_update_that_records_it(portal_a, memory_account, memory_provider,
+                                                                       deal, scheduled):
+    # The card's state: one upsert counting the change, one UPDATE recording the push and the changes it covered
+    # (the portal's sync writes "synced" apart, after its Portal and due-cards queries).
+    portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+    with CaptureQueriesContext(connection) as ctx:
+        pipeline.run(RobotCall.objects.get().pk)
+    card_writes = [q["sql"] for q in ctx.captured_queries if '"crmcard_cardstate"' in q["sql"].split(" WHERE ")[0]
+                   and q["sql"].startswith(("UPDATE", "INSERT"))]
+    assert [w.split(" ")[0] for w in card_writes] == ["INSERT", "UPDATE"], card_writes
+    assert '"synced" = 1' in card_writes[1]
