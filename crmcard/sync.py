@@ -191,7 +191,7 @@ def ride(request_id: int, co):
     except coordination.LockTimeout:
         return None
     with stack:
-        planned = _planned(request_id)
+        planned = _planned(request_id, co.client.portal)
         if planned is None:
             return None
         held = stack.pop_all()  # the lock stays taken until the card has landed
@@ -216,11 +216,18 @@ def ride(request_id: int, co):
     return state.due, land
 
 
-def _planned(request_id: int):
-    """(request, state, setup, calls) under the request's lock; None when it has no card."""
+def _planned(request_id: int, portal=None):
+    """(request, state, setup, calls) under the request's lock; None when it has no card.  ``portal``: the
+    request's portal as the caller has it (a riding card: the answering call's), not loaded again."""
     # The card's state comes in the same query; plan() and _apply() both go through the signers: one query.
-    req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
-        .filter(pk=request_id).first()
+    if portal is None:
+        req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
+            .filter(pk=request_id).first()
+    else:
+        req = SignatureRequest.objects.select_related("card").prefetch_related("signers") \
+            .filter(pk=request_id, portal_id=portal.pk).first()
+        if req is not None:
+            req.portal = portal
     if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
         return None
     try:

@@ -134,3 +134,6 @@ def test_a_riding_card_is_counted_synced_in_the_update_that_records_it(portal_a,
                    and q["sql"].startswith(("UPDATE", "INSERT"))]
     assert [w.split(" ")[0] for w in card_writes] == ["INSERT", "UPDATE"], card_writes
     assert '"synced" = 1' in card_writes[1]
+    # Its request is read with its card, not with the portal again (the answering call has it).
+    [card_read] = [q["sql"] for q in ctx.captured_queries if 'JOIN "crmcard_cardstate"' in q["sql"]]
+    assert '"b24app_portal"' not in card_read
