@@ -44,12 +44,16 @@ def collecting():
             _missed(rider)
 
 
-def hold(rider) -> bool:
-    """Let ``rider`` go with the answer of the call running in this thread; False when none is running."""
+def hold(rider, key=None) -> bool:
+    """Let ``rider`` go with the answer of the call running in this thread; False when none is running.  A
+    rider whose ``key`` is already held is covered by that one (a card planned when it boards sends every
+    change counted by then), so it is dropped."""
     held = _held.get()
     if held is None:
         return False
-    held.append(rider)
+    if key is None or all(getattr(r, "key", None) != key for r in held):
+        rider.key = key
+        held.append(rider)
     return True
 
 
@@ -62,26 +66,31 @@ def boarding(portal):
         return
     riders = list(held)
     held.clear()
-    with _participating(portal) as co:
-        landings = []
-        for rider in riders:
-            try:
-                landing = rider.board(co)
-            except Exception:  # noqa: BLE001  (a rider's trouble never stops the answer)
-                log.exception("work riding with an answer could not board")
-                landing = None
-            if landing is None:
-                _missed(rider)
-            else:
-                landings.append(landing)
-        try:
-            yield
-        finally:
-            for landing in landings:  # each one sends its commands itself if the answer's request did not
+    missed = []
+    try:
+        with _participating(portal) as co:
+            landings = []
+            for rider in riders:
                 try:
-                    landing()
-                except Exception:  # noqa: BLE001
-                    log.exception("work riding with an answer was not recorded")
+                    landing = rider.board(co)
+                except Exception:  # noqa: BLE001  (a rider's trouble never stops the answer)
+                    log.exception("work riding with an answer could not board")
+                    landing = None
+                if landing is None:
+                    missed.append(rider)
+                else:
+                    landings.append(landing)
+            try:
+                yield
+            finally:
+                for landing in landings:  # each one sends its commands itself if the answer's request did not
+                    try:
+                        landing()
+                    except Exception:  # noqa: BLE001
+                        log.exception("work riding with an answer was not recorded")
+    finally:
+        for rider in missed:  # only now: its ordinary path may run at once (eager tasks) and need what boarded
+            _missed(rider)
 
 
 @contextlib.contextmanager

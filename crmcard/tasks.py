@@ -33,7 +33,7 @@ def _scheduled(portal_id: int) -> str:
 def announce_change(request_id: int, portal_id: int) -> None:
     """A request's card has a change to push: counted on its CardState, synced with the portal's others."""
     _count_change(request_id)
-    if not (settings.CRM_CARD_WITH_ANSWER and riders.hold(_WithTheAnswer(request_id, portal_id))):
+    if not (settings.CRM_CARD_WITH_ANSWER and riders.hold(_WithTheAnswer(request_id, portal_id), key=request_id)):
         schedule_portal(portal_id)
 
 

@@ -10,9 +10,10 @@ from urllib.parse import parse_qsl
 
 import pytest
 from django.db import connection
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from bizproc_ext import pipeline
+from bizproc_ext import coalesce, pipeline
 from bizproc_ext.models import RobotCall
 from crmcard import tasks
 from crmcard.models import CardState
@@ -137,3 +138,26 @@ def test_a_riding_card_is_counted_synced_in_the_update_that_records_it(portal_a,
     # Its request is read with its card, not with the portal again (the answering call has it).
     [card_read] = [q["sql"] for q in ctx.captured_queries if 'JOIN "crmcard_cardstate"' in q["sql"]]
     assert '"b24app_portal"' not in card_read
+
+
+def test_the_cards_of_calls_run_together_ride_in_their_shared_answer_request(
+        portal_a, memory_account, memory_provider, deal, scheduled, settings, monkeypatch):
+    settings.ROBOT_COALESCE_THREADS = 2
+    monkeypatch.setattr(coalesce, "_pool", None)
+    emu = portal_a.emu
+    flows = [emu.start_robot("b24sign_send", document_id=deal_doc(deal),
+                             properties={**SEND_PROPS, "if_open_exists": "another"}) for _ in range(2)]
+    emu.rest_log.clear()
+    try:
+        outcomes = coalesce.run_group(sorted(RobotCall.objects.values_list("pk", flat=True)))
+    finally:
+        if coalesce._pool is not None:
+            coalesce._pool.shutdown(wait=True)
+    assert all(o.retry_in is None for o in outcomes.values())
+    assert [len(wf.answers) for wf in flows] == [1, 1]
+    answered = [e for e in emu.rest_log if "bizproc.event.send" in _methods(e)]
+    assert all("crm.activity.configurable.add" in _methods(e) for e in answered)
+    assert not [e for e in emu.rest_log if "bizproc.event.send" not in _methods(e)
+                and "crm.activity.configurable.add" in _methods(e)]  # no request for cards alone
+    assert sum(_methods(e).count("crm.activity.configurable.add") for e in emu.rest_log) == 2
+    assert not CardState.objects.filter(due__gt=F("synced")).exists() and scheduled == []
