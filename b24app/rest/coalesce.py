@@ -206,8 +206,8 @@ class Coalescer:
         error = None
         try:
             self.client.wait_for_slot()  # partners keep joining while the portal's bucket refills
-        except B24Error as exc:
-            error = exc
+        except Exception as exc:  # noqa: BLE001  (the rate-limit store down too: every job in it hears it, and
+            error = exc  # the lead is given back below, or the others would wait for it forever)
         with self.cond:
             parts = self._take_pending(self._next_credential())
             self.leading = False
