@@ -25,6 +25,7 @@ from signing.services import result_values, signer_summary
 
 from . import metrics
 from .models import RobotCall
+from .riders import boarding
 from .robots import catalogue
 
 log = logging.getLogger("b24sign.answers")
@@ -75,14 +76,16 @@ def _clear_flag(portal) -> None:
         portal.access_problem, portal.access_problem_at = "", None
 
 
-def _wait_while_blocked(portal) -> None:
-    """While the portal is flagged, at most one try per BLOCKED_RETRY: raise instead of calling."""
+def _wait_while_blocked(portal) -> bool:
+    """While the portal is flagged, at most one try per BLOCKED_RETRY: raise instead of calling.  True when
+    it is flagged (a try is due)."""
     flagged = Portal.objects.filter(pk=portal.pk).values_list("access_problem_at", flat=True).first()
     if flagged is None:
-        return
+        return False
     left = (flagged + timedelta(seconds=BLOCKED_RETRY) - timezone.now()).total_seconds()
     if left > 0:
         raise AnswerPending("the portal refuses the app's calls; waiting before the next try", left)
+    return True
 
 
 def log_line(call: RobotCall, message: str, client: B24Client | None = None) -> None:
@@ -90,8 +93,9 @@ def log_line(call: RobotCall, message: str, client: B24Client | None = None) -> 
     if not call.use_subscription or call.answer_state == "sent":
         return
     try:
-        (client or B24Client(call.portal)).call("bizproc.activity.log",
-                                               {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": message[:MAX_LOG]})
+        with boarding(call.portal):  # a waiting call's last request: held work rides in it as in an answer
+            (client or B24Client(call.portal)).call("bizproc.activity.log",
+                                                   {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": message[:MAX_LOG]})
     except B24Error as exc:
         log.info("activity.log for call %s failed: %s", call.pk, exc.error)
 
@@ -106,8 +110,7 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     if getattr(call, "open_request", "") and "open_request" in _declared(call.code):
         values.setdefault("open_request", call.open_request)
     values = declared_only(call.code, values)
-    if call.use_subscription:
-        _wait_while_blocked(call.portal)
+    flagged = call.use_subscription and _wait_while_blocked(call.portal)
     claimed = RobotCall.objects.filter(pk=call.pk, answer_state="pending").update(
         answer_state="sending", answer=values, answer_log=message[:MAX_LOG], updated_at=timezone.now(),
         answer_attempts=F("answer_attempts") + 1)
@@ -116,21 +119,24 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
     if not call.use_subscription:  # the workflow did not wait; there is nobody to answer
         _finish(call, "skipped", "")
         return True
-    attempts = RobotCall.objects.filter(pk=call.pk).values_list("answer_attempts", flat=True).first() or 1
+    # This run's claim counted the try: the row was loaded by this run (pipeline.claim, or fresh for a waiting
+    # call), and only a claim of the answer counts, so it is the loaded count plus one.
+    call.answer_attempts = attempts = (call.answer_attempts or 0) + 1
     client = client or B24Client(call.portal)
     commands = {f"log{i}": ("bizproc.activity.log", {"EVENT_TOKEN": call.event_token, "LOG_MESSAGE": line[:MAX_LOG]})
                 for i, line in enumerate(progress or []) if line}
     commands["answer"] = ("bizproc.event.send", {"EVENT_TOKEN": call.event_token, "RETURN_VALUES": values,
                                                  "LOG_MESSAGE": message[:MAX_LOG]})
     try:
-        if len(commands) == 1:
-            client.call("bizproc.event.send", commands["answer"][1])
-        else:
-            result = client.batch(commands)
-            err = result.errors.get("answer")
-            if err:
-                raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
-                               method="bizproc.event.send")
+        with boarding(call.portal):  # work held for this answer (its CRM card's change) rides in its request
+            if len(commands) == 1:
+                client.call("bizproc.event.send", commands["answer"][1])
+            else:
+                result = client.batch(commands)
+                err = result.errors.get("answer")
+                if err:
+                    raise B24Error(str(err.get("error")), str(err.get("error_description", "")),
+                                   method="bizproc.event.send")
     except B24Error as exc:
         return _refused(call, exc, attempts)
     except Exception:  # e.g. the rate-limit store is down: give the claim back, or the retry would skip
@@ -138,7 +144,8 @@ def answer(call: RobotCall, values: dict, message: str = "", *, progress: list[s
         RobotCall.objects.filter(pk=call.pk, answer_state="sending").update(answer_state="pending")
         raise
     _finish(call, "sent", "")
-    _clear_flag(call.portal)
+    if flagged:  # (a portal seen unflagged just before has no flag to clear)
+        _clear_flag(call.portal)
     return True
 
 
@@ -163,8 +170,12 @@ def _refused(call: RobotCall, exc: B24Error, attempts: int) -> bool:
 
 def _finish(call: RobotCall, state: str, error: str) -> None:
     now = timezone.now()
-    RobotCall.objects.filter(pk=call.pk).update(answer_state=state, answered_at=now, answer_error=error[:2000],
-                                               state=RobotCall.DONE, updated_at=now)
+    done = {"answer_state": state, "answered_at": now, "answer_error": error[:2000], "state": RobotCall.DONE,
+            "updated_at": now}
+    if call.auth_access_token or call.auth_refresh_token:  # answered: the run-as user's token is done with
+        done.update(auth_access_token="", auth_refresh_token="", auth_expires_at=None)
+        call.auth_access_token, call.auth_refresh_token, call.auth_expires_at = "", "", None
+    RobotCall.objects.filter(pk=call.pk).update(**done)
     call.answer_state, call.answered_at, call.state = state, now, RobotCall.DONE
     metrics.answered(call, state)
     log.info("robot call %s answered: %s", call.pk, state)

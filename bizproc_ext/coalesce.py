@@ -42,6 +42,19 @@ def run_group(call_ids: list[int], window: float | None = None) -> dict[int, pip
     return {pk: _outcome(r) for pk, r in zip(call_ids, results)}
 
 
+def run_one(call_id: int, then=None) -> pipeline.Outcome | None:
+    """A lone call (the drainer found nothing of its portal beside it): it joins its portal's jobs running in
+    this process (in the background with ``then``: None is returned and ``then`` gets its outcome; else here),
+    or, with none running, runs at once as itself.  That costs one query for its portal's id; the portal row
+    is loaded only by the call's own claim (in a spread nearly every call is such a lone call)."""
+    portal_id = _portal_id_of(call_id)
+    if busy(portal_id):
+        if then is not None and run_in_background([call_id], then, join_only=True, portal_id=portal_id):
+            return None
+        return run_group([call_id])[call_id]
+    return _outcome(_guarded(lambda: pipeline.run(call_id)))
+
+
 def _portal_of(call_ids: list[int]) -> Portal | None:
     """The one portal these calls belong to (None: several, or none); one query."""
     portals = list(Portal.objects.filter(robot_calls__pk__in=call_ids).distinct()[:2])
@@ -76,7 +89,7 @@ def together(portal, jobs: list, window: float | None = None) -> list:
     return [f.result() for f in _submit(portal, jobs, window)]
 
 
-def run_in_background(call_ids: list[int], then, join_only: bool = False) -> bool:
+def run_in_background(call_ids: list[int], then, join_only: bool = False, portal_id: int | None = None) -> bool:
     """Hand a group to the process's job threads and return at once, so the Celery thread takes the next
     group and every call of a burst can share the portal's batches (Celery's thread count no longer caps the
     calls in flight; ROBOT_COALESCE_THREADS does).  ``then(outcomes)`` runs when the group is done.  False
@@ -85,7 +98,7 @@ def run_in_background(call_ids: list[int], then, join_only: bool = False) -> boo
     were never claimed and stay queued) and the sweeper requeues them.  ``join_only``: only when jobs of
     the portal are already running here (a lone call otherwise runs at once, as itself)."""
     global _backlog
-    if join_only and not busy(_portal_id_of(call_ids[0])):
+    if join_only and not busy(portal_id if portal_id is not None else _portal_id_of(call_ids[0])):
         return False  # nothing of its portal running here: the lone call runs at once, as itself
     portal = _portal_of(call_ids)
     if portal is None or (join_only and not busy(portal.pk)):

@@ -24,7 +24,7 @@ from signing.base import ProviderError, SendSpec, Signer
 from signing.models import PortalSettings, SignatureRequest
 from signing.registry import all_providers
 
-from . import duplicates, lease, proof, roles, signer_fields, sources
+from . import duplicates, lease, proof, riders, roles, signer_fields, sources
 from .answers import AnswerPending, answer, answer_waiting_calls, error_values, log_line
 from .inputs import InputError, Resolver
 from .models import RobotCall
@@ -63,7 +63,8 @@ def run(call_id: int) -> Outcome:
             return Outcome()
         req = call.signature_request
         logcontext.bind(portal=call.portal.member_id, request=str(req.public_id)[:8] if req else "")
-        with lease.heartbeat(call):  # renewed while we work, downloads and uploads included
+        # renewed while we work, downloads and uploads included; the CRM card's change rides in the answer
+        with lease.heartbeat(call), riders.collecting():
             return _run(call)
 
 
@@ -204,6 +205,7 @@ def send_for_signature(call: RobotCall, *, kedo: bool = False) -> None:
         logcontext.bind(request=str(req.public_id)[:8])
     if req.send_phase != "sent":
         defaults = PortalSettings.for_portal(call.portal)
+        prefetch_related_objects([req], "signers")  # the spec and the provider's signer states: one query
         template_id = req.options.get("provider_template_id") or ""
         if props.get("document_source") == "template" and not template_id:
             resolver.reads["docgen"] = {"document": sources.generated_document(call, req, client)}
@@ -290,7 +292,8 @@ def _create_request(call: RobotCall, resolver: Resolver, kedo: bool, key: str) -
     with transaction.atomic():
         req = services.create_request(call.portal, account, title=title, signers=signers,
                                       entity=call.entity, options=options)
-        RobotCall.objects.filter(pk=call.pk).update(signature_request=req)
+        # (with what _settled_by_open_request found, when it had nothing to write at once)
+        RobotCall.objects.filter(pk=call.pk).update(signature_request=req, open_request=call.open_request)
         call.signature_request = req
     return req
 
@@ -301,11 +304,12 @@ OPEN_REQUEST_NOTES = {
 }
 
 
-def _note_open_request(call: RobotCall, what: str) -> None:
+def _note_open_request(call: RobotCall, what: str, later: bool = False) -> None:
     # A retry after "replaced" finds no open request any more: it stays "replaced".
     if call.open_request == duplicates.REPLACED and what == duplicates.NONE:
         return
-    RobotCall.objects.filter(pk=call.pk).update(open_request=what)
+    if not later:
+        RobotCall.objects.filter(pk=call.pk).update(open_request=what)
     call.open_request = what
 
 
@@ -313,11 +317,9 @@ def _settled_by_open_request(call: RobotCall, key: str, client: B24Client) -> bo
     """The robot fired again for an item whose document is already out: True when answered (nothing sent)."""
     mode = call.properties.get("if_open_exists") or duplicates.RETURN
     existing = duplicates.open_request(call, key)
-    if existing is None:
-        _note_open_request(call, duplicates.NONE)
-        return False
-    if mode == duplicates.ANOTHER:
-        _note_open_request(call, duplicates.SENT_ANOTHER)
+    if existing is None or mode == duplicates.ANOTHER:
+        # Written with the request this call creates next (_create_request): one UPDATE, not two.
+        _note_open_request(call, duplicates.NONE if existing is None else duplicates.SENT_ANOTHER, later=True)
         return False
     if mode == duplicates.REPLACE:
         reason = "Replaced: the automation rule sent the same document again"

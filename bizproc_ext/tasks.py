@@ -11,7 +11,7 @@ from django.utils import timezone
 from b24app.models import Portal
 
 from . import pipeline
-from .coalesce import answer_requests_together, run_group, run_in_background
+from .coalesce import answer_requests_together, run_group, run_in_background, run_one
 from .models import RobotCall
 from .registration import sync_robots
 
@@ -37,10 +37,8 @@ DATABASE_UNREACHABLE = dict(autoretry_for=(OperationalError, InterfaceError), re
 @shared_task(bind=True, acks_late=True, max_retries=None, **DATABASE_UNREACHABLE)
 def process_robot_call(self, call_id: int) -> None:
     # A lone call joins its portal's calls running in this process, if any (a burst arriving in pieces).
-    if not self.request.is_eager and run_in_background([call_id], _retry_each, join_only=True):
-        return
-    [outcome] = run_group([call_id]).values()
-    if outcome.retry_in is not None:
+    outcome = run_one(call_id, None if self.request.is_eager else _retry_each)
+    if outcome is not None and outcome.retry_in is not None:
         raise self.retry(countdown=_countdown(outcome))
 
 

@@ -127,6 +127,9 @@ ROBOT_COALESCE_BACKLOG = env.int("ROBOT_COALESCE_BACKLOG", default=500)
 # A request's change reaches its CRM card this long after it happened: the changes of many requests of one
 # portal in that time share batches (crmcard/tasks.py).
 CRM_CARD_SYNC_DELAY = env.float("CRM_CARD_SYNC_DELAY", default=2.0)
+# A change that a robot call's own send announces rides in the request answering that call instead (issue 14,
+# sixth round: bizproc_ext/riders.py); off, every change waits for the portal's sync as above.
+CRM_CARD_WITH_ANSWER = env.bool("CRM_CARD_WITH_ANSWER", default=True)
 # The robot handler keeps a verified portal's id and token digest this long per process (one DB read saved
 # per call; a changed token is re-read at once, an uninstall is seen by the worker).
 ROBOT_PORTAL_CACHE_TTL = env.float("ROBOT_PORTAL_CACHE_TTL", default=5.0)

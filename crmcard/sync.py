@@ -33,6 +33,9 @@ log = logging.getLogger("b24sign.crmcard")
 TRIGGERS = {states.COMPLETED: "b24sign_signed", states.DECLINED: "b24sign_declined",
             states.EXPIRED: "b24sign_expired", states.ERROR: "b24sign_failed"}
 SIGNER_EVENTS = {"signed", "declined"}
+# What a sync records on CardState (``due``/``synced`` are counted by conditional UPDATEs of their own).
+PUSHED = ["activity_id", "card_updates", "pushed_status", "pushed_signers", "pushed_views", "pushed_fields",
+          "trigger_fired", "notified", "last_error", "updated_at"]
 LOG_TITLES = {"en": {"viewed": "Viewed", "signed": "Signed", "declined": "Declined"},
               "ru": {"viewed": "Просмотрел", "signed": "Подписал", "declined": "Отклонил"}}
 
@@ -175,11 +178,56 @@ def sync_requests(request_ids: list[int]) -> dict[int, int | BaseException]:
     return {rid: outcomes.get(rid, 0) for rid in request_ids}
 
 
-def _planned(request_id: int):
-    """(request, state, setup, calls) under the request's lock; None when it has no card."""
+def ride(request_id: int, co):
+    """Put the card's commands in ``co``'s next request without waiting for it (``Coalescer.ride``: the request
+    that answers the call whose send announced the change).  Returns ``(due, land)``: the changes counted when
+    it was planned, and what waits for that request, records the result (with ``synced`` when it went out)
+    and releases the card's lock (the outcome, as :func:`sync_requests` gives it per request).  None: it
+    cannot ride now (its lock is held by a sync that is running: never waited for, the answer goes first; or
+    the request has no card)."""
+    stack = contextlib.ExitStack()
+    try:
+        stack.enter_context(coordination.lock(f"crmcard:{request_id}", ttl=120, wait=0))
+    except coordination.LockTimeout:
+        return None
+    with stack:
+        planned = _planned(request_id, co.client.portal)
+        if planned is None:
+            return None
+        held = stack.pop_all()  # the lock stays taken until the card has landed
+    req, state, setup, calls = planned
+    if not calls:
+        held.close()
+        return state.due, lambda: 0
+    [job] = co.ride([calls])
+
+    def land() -> int | BaseException:
+        with held:
+            [result] = co.collect([job])
+            if isinstance(result, BaseException):
+                return result
+            try:
+                _apply(req, state, setup, calls, result, synced=state.due)  # its changes counted synced too
+            except Exception as exc:  # noqa: BLE001  (it stays due: the portal's sync takes it)
+                log.exception("request %s: CRM card result not recorded", req.pk)
+                return exc
+            return result.requests
+
+    return state.due, land
+
+
+def _planned(request_id: int, portal=None):
+    """(request, state, setup, calls) under the request's lock; None when it has no card.  ``portal``: the
+    request's portal as the caller has it (a riding card: the answering call's), not loaded again."""
     # The card's state comes in the same query; plan() and _apply() both go through the signers: one query.
-    req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
-        .filter(pk=request_id).first()
+    if portal is None:
+        req = SignatureRequest.objects.select_related("portal", "card").prefetch_related("signers") \
+            .filter(pk=request_id).first()
+    else:
+        req = SignatureRequest.objects.select_related("card").prefetch_related("signers") \
+            .filter(pk=request_id, portal_id=portal.pk).first()
+        if req is not None:
+            req.portal = portal
     if req is None or not req.entity_type_id or not req.entity_id or not req.portal.is_installed:
         return None
     try:
@@ -190,7 +238,9 @@ def _planned(request_id: int):
     return req, state, setup, plan(req, state, setup)
 
 
-def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None:
+def _apply(req, state: CardState, setup: CardSetup, calls: dict, result, synced: int | None = None) -> None:
+    """Record what went out; ``synced``: the changes this sync covered, counted in the same UPDATE (under the
+    card's lock, so no other sync writes it meanwhile; ``due`` is never written here)."""
     errors = []
     if "card" in calls:
         if "card" in result.errors:
@@ -238,7 +288,11 @@ def _apply(req, state: CardState, setup: CardSetup, calls: dict, result) -> None
             state.notified = [*state.notified, req.status]
     state.last_error = "; ".join(str(e) for e in errors)[:2000]
     state.updated_at = timezone.now()
-    state.save()
+    if synced is not None and synced > state.synced:
+        state.synced = synced
+        state.save(update_fields=[*PUSHED, "synced"])
+    else:
+        state.save(update_fields=PUSHED)  # never due: a change counted meanwhile stays counted
     if errors:
         log.warning("request %s: CRM card partly updated: %s", req.pk, state.last_error)
         req.log("crm_card", f"CRM card: {state.last_error}", source="worker")

@@ -6,15 +6,16 @@ import random
 
 from celery import shared_task
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import connection
 from django.db.models import F
 
 from b24app import coordination
 from b24app.models import Portal
 from b24app.rest import B24Error
+from bizproc_ext import riders
 from signing.models import SignatureRequest
 
-from . import fields, placements, triggers
+from . import fields, placements, sync, triggers
 from .models import CardState
 from .sync import sync_requests
 
@@ -31,14 +32,52 @@ def _scheduled(portal_id: int) -> str:
 
 def announce_change(request_id: int, portal_id: int) -> None:
     """A request's card has a change to push: counted on its CardState, synced with the portal's others."""
-    # The first change of a new request creates its row with the change counted; later ones count it in place.
-    if not CardState.objects.filter(request_id=request_id).update(due=F("due") + 1):
-        try:
-            with transaction.atomic():
-                CardState.objects.create(request_id=request_id, due=1)
-        except IntegrityError:  # another process created it just now: count ours on it
-            CardState.objects.filter(request_id=request_id).update(due=F("due") + 1)
-    schedule_portal(portal_id)
+    _count_change(request_id)
+    if not (settings.CRM_CARD_WITH_ANSWER and riders.hold(_WithTheAnswer(request_id, portal_id), key=request_id)):
+        schedule_portal(portal_id)
+
+
+class _WithTheAnswer:
+    """A change announced while a robot call runs in this thread (its send committing): the card's commands
+    ride in the request that answers the call's workflow (bizproc_ext.riders) instead of one sync_cards task
+    of the portal 2 s later, which in a spread was a request of its own.  A card that could not ride, or whose
+    request failed, takes that path after all (its row stays due: the beat's sweep also finds it)."""
+
+    def __init__(self, request_id: int, portal_id: int):
+        self.request_id, self.portal_id = request_id, portal_id
+
+    def board(self, co):
+        boarded = sync.ride(self.request_id, co)
+        if boarded is None:
+            return None
+        due, land = boarded
+
+        def landed() -> None:
+            outcome = land()
+            if isinstance(outcome, int) and outcome > 0:
+                return  # sent and recorded, its changes counted synced in the same UPDATE
+            if not _synced(self.request_id, due, outcome):
+                schedule_portal(self.portal_id)
+
+        return landed
+
+    def missed(self) -> None:
+        schedule_portal(self.portal_id)
+
+
+def _count_change(request_id: int) -> None:
+    """One statement: the first change of a new request creates its row with the change counted (the model's
+    defaults for the rest), a later one (or a race with another process creating it) counts it in place."""
+    fields = [f for f in CardState._meta.concrete_fields if not f.primary_key]
+    row = CardState(request_id=request_id, due=1)
+    quote, table = connection.ops.quote_name, connection.ops.quote_name(CardState._meta.db_table)
+    due = quote(CardState._meta.get_field("due").column)
+    with connection.cursor() as cur:
+        cur.execute(f"INSERT INTO {table} ({', '.join(quote(f.column) for f in fields)}) "
+                    f"VALUES ({', '.join(['%s'] * len(fields))}) "
+                    f"ON CONFLICT ({quote(CardState._meta.get_field('request').column)}) "
+                    f"DO UPDATE SET {due} = {table}.{due} + 1",
+                    [f.get_db_prep_save(f.pre_save(row, True), connection) for f in fields])
 
 
 def schedule_portal(portal_id: int) -> None:

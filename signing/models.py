@@ -134,7 +134,9 @@ class SignatureRequest(models.Model):
             current = self.status
             if not states.can_move(current, new_status):
                 return False
-            with transaction.atomic():
+            # No savepoint inside a caller's transaction (a send's, a snapshot's): nothing here is caught and
+            # gone on from, so a failure undoes the caller's transaction as a whole anyway.
+            with transaction.atomic(savepoint=False):
                 now = timezone.now()
                 fields = {"status": new_status, "status_changed_at": now, "updated_at": now}
                 if error:

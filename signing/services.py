@@ -140,7 +140,7 @@ def report_provider_error(account: ProviderAccount, exc) -> None:
 # --- sending ----------------------------------------------------------------------------------------
 def create_request(portal, account: ProviderAccount, *, title: str, signers: list[Signer],
                    entity: tuple[int, int] | None, options: dict) -> SignatureRequest:
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # (inside the robot call's transaction: no savepoint of its own)
         req = SignatureRequest.objects.create(
             portal=portal, account=account, provider=account.provider, title=title[:255], options=options,
             entity_type_id=entity[0] if entity else None, entity_id=entity[1] if entity else None)

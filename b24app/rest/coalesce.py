@@ -64,6 +64,7 @@ class _Part:
     then: dict | None = None
     client: B24Client | None = None  # a run-as user's client (None: the portal's stored token)
     at: float = field(default_factory=time.monotonic)  # when it became pending
+    rider: bool = False  # Coalescer.ride: goes last in its request
 
     @property
     def credential(self):
@@ -140,17 +141,19 @@ class Coalescer:
         """Several independent jobs from one thread (a card sync's cards): each is keyed, gated and answered
         on its own as if a thread of its own had submitted it; a request that failed as a whole is returned
         in its job's place.  The thread counts as one participant waiting, not as one per job."""
-        client = client if client is not None and client.user_token else None
-        jobs = []
+        return self.collect(self._enqueue(batches, halt, client))
+
+    def ride(self, batches: list[dict], client: B24Client | None = None) -> list:
+        """Independent jobs (no halt) put in the next request without waiting for it: they board whichever
+        request goes out next, the one this thread is about to submit included (a card change riding in its
+        call's answer), and go last in it.  Their results come from :meth:`collect`, which this thread must
+        call (it sends them itself if no request took them)."""
+        return self._enqueue(batches, False, client, rider=True)
+
+    def collect(self, jobs: list) -> list[BatchResult | BaseException]:
+        """Wait for ``jobs`` (from :meth:`ride` or :meth:`submit_each`), leading requests while a part of
+        theirs is pending and nobody else leads."""
         with self.cond:
-            for commands in batches:
-                items = list(commands.items())
-                gated = halt and len(items) > 1
-                self.seq += 1
-                job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
-                self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
-                                          dict(items[1:]) if gated else None, client))
-                jobs.append(job)
             self.inside += 1
             self.cond.notify_all()
         try:
@@ -170,6 +173,21 @@ class Coalescer:
                 self.inside -= 1
         return [job.error if job.error is not None else job.result for job in jobs]
 
+    def _enqueue(self, batches: list[dict], halt: bool, client: B24Client | None, rider: bool = False) -> list:
+        client = client if client is not None and client.user_token else None
+        jobs = []
+        with self.cond:
+            for commands in batches:
+                items = list(commands.items())
+                gated = halt and len(items) > 1
+                self.seq += 1
+                job = _Job(prefix=f"j{self.seq}_", commands=dict(items), halt=halt)
+                self.pending.append(_Part(job, dict(items[:1]) if gated else dict(items),
+                                          dict(items[1:]) if gated else None, client, rider=rider))
+                jobs.append(job)
+            self.cond.notify_all()
+        return jobs
+
     # -- sending ---------------------------------------------------------------------------------------
     def _lead(self) -> None:
         with self.cond:
@@ -188,8 +206,8 @@ class Coalescer:
         error = None
         try:
             self.client.wait_for_slot()  # partners keep joining while the portal's bucket refills
-        except Exception as exc:  # noqa: BLE001  (B24Error, or the bucket's Redis down: every part hears it, and
-            error = exc          # the lead is given up below; else the others would wait for it forever)
+        except Exception as exc:  # noqa: BLE001  (the rate-limit store down too: every job in it hears it, and
+            error = exc  # the lead is given back below, or the others would wait for it forever)
         with self.cond:
             parts = self._take_pending(self._next_credential())
             self.leading = False
@@ -245,7 +263,7 @@ class Coalescer:
     def _send(self, parts: list[_Part]) -> BaseException | None:
         """One request for ``parts`` (at most 50 commands); each job takes its own results back."""
         combined = {}
-        for part in parts:
+        for part in sorted(parts, key=lambda p: p.rider):  # riders after the jobs they ride with
             keys = set(part.job.commands)
             for key, (method, params) in part.commands.items():
                 combined[part.job.prefix + key] = (method, _rewrite(params, part.job.prefix, keys))

@@ -26,6 +26,13 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the job threads need com
 SEND_EACH = {**SEND_PROPS, "if_open_exists": "another"}
 
 
+@pytest.fixture(autouse=True)
+def cards_by_the_portals_sync(settings):
+    """These are the portal's sync task's cases: the calls' own card changes do not ride in their answers
+    (test_card_with_answer.py), as changes announced outside a call (a provider's webhook) never do."""
+    settings.CRM_CARD_WITH_ANSWER = False
+
+
 @pytest.fixture
 def two_job_threads(settings, monkeypatch):
     """A worker process with two job threads (a pool of its own, shut down after the test)."""

@@ -193,8 +193,9 @@ class Gate:
     the caller died or gave up while the server was working on it), or with ``drop`` never does."""
 
     def __init__(self, emulator, method: str, path_regex: str, times: int = 1, hold: float | None = None,
-                 drop: bool = False):
+                 drop: bool = False, body_regex: str = ""):
         self.emulator, self.method, self.pattern = emulator, method, re.compile(path_regex)
+        self.body = re.compile(body_regex.encode()) if body_regex else None  # e.g. a batch carrying one method
         self.remaining = times
         self.hold = hold  # seconds; None = until release()
         self.drop = drop  # True: the held request never reaches the emulator (lost on the way)
@@ -206,7 +207,8 @@ class Gate:
 
     def _dispatch(self, req):
         matched = False
-        if req.method == self.method and self.pattern.search(req.path):
+        if req.method == self.method and self.pattern.search(req.path) and (
+                self.body is None or self.body.search(req.body or b"")):
             with self._lock:
                 if self.remaining:
                     self.remaining -= 1

@@ -18,15 +18,19 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def refused_once(monkeypatch):
-    """The first portal lookup of a task fails as psycopg does when PostgreSQL is at max_connections."""
-    real, failures = coalesce._portal_of, []
+    """The first portal lookup of a task fails as psycopg does when PostgreSQL is at max_connections (a lone
+    call's task looks up only its portal's id, a group's task the portal)."""
+    failures = []
 
-    def portal_of(call_ids):
-        if not failures:
-            failures.append(call_ids)
-            raise OperationalError('connection failed: FATAL:  sorry, too many clients already')
-        return real(call_ids)
-    monkeypatch.setattr(coalesce, "_portal_of", portal_of)
+    def refusing(real, ids_of):
+        def lookup(arg):
+            if not failures:
+                failures.append(ids_of(arg))
+                raise OperationalError('connection failed: FATAL:  sorry, too many clients already')
+            return real(arg)
+        return lookup
+    monkeypatch.setattr(coalesce, "_portal_of", refusing(coalesce._portal_of, list))
+    monkeypatch.setattr(coalesce, "_portal_id_of", refusing(coalesce._portal_id_of, lambda pk: [pk]))
     return failures
 
 
