@@ -64,7 +64,17 @@ def test_redis_restarted_under_load_loses_no_call(settings, private_redis, live_
             return False
         wait_until(all_answered, 120, 1.0, lambda: f"every call answered; worker log:\n{worker.log()[-4000:]}")
 
-    assert RobotCall.objects.exclude(state=RobotCall.DONE).count() == 0
+        def all_finished():
+            # An answered call can still be running: its task writes "done" after the answer went out (now in
+            # one batch with its card), and a task the crash took stays claimed until its lease runs out; the
+            # sweeper then finishes it, without a second answer or send (asserted below).
+            if not RobotCall.objects.exclude(state=RobotCall.DONE).exists():
+                return True
+            sweep_robot_calls.delay()
+            return False
+        wait_until(all_finished, 60, 1.0,
+                   lambda: f"every call finished: {list(RobotCall.objects.values_list('state', 'answer_state'))}")
+
     assert len(invited_documents(signnow)) == CALLS
     assert [len(wf.answers) for wf in flows] == [1] * CALLS
     assert len(invites(signnow)) == CALLS
