@@ -22,11 +22,11 @@ from .middleware import answer, handler_prefix, robot_code
 
 def robot_calls_first(django_application):
     def application(environ, start_response):
-        request = _robot_call(environ)
-        if request is None:
+        request, code = _robot_call(environ)
+        if code is None:
             return django_application(environ, start_response)
         try:
-            response = answer(request, robot_code(request))
+            response = answer(request, code)
         except Exception as exc:  # noqa: BLE001  (what Django's handler makes of any exception)
             response = response_for_exception(request, exc)
         finally:
@@ -37,11 +37,12 @@ def robot_calls_first(django_application):
     return application
 
 
-def _robot_call(environ) -> WSGIRequest | None:
+def _robot_call(environ) -> tuple[WSGIRequest | None, str | None]:
+    """(the request, its robot code) for a robot call to take this way, else (None, None)."""
     length = environ.get("CONTENT_LENGTH", "")
     if environ.get("REQUEST_METHOD") != "POST" or not (length.isascii() and length.isdigit()):
-        return None  # a missing or odd length: Django's way (b24app.middleware.content_length_guard)
+        return None, None  # a missing or odd length: Django's way (b24app.middleware.content_length_guard)
     if not environ.get("PATH_INFO", "").startswith(handler_prefix(settings.ROOT_URLCONF)):
-        return None
+        return None, None
     request = WSGIRequest(environ)
-    return request if robot_code(request) else None
+    return request, robot_code(request)
