@@ -7,7 +7,8 @@ plain Django view, in the same run.
 
 Load comes from ``wrk`` (Debian package) in its own process, with a Lua script that posts unique
 form-encoded robot calls (PHP bracket keys, as Bitrix24's queue server sends them) for an installed
-portal.  After each robot-call run the recorded rows and the Celery queue length are compared with the
+portal.  Each robot-call run follows 2 s of robot calls to warm the workers (a server in service is warm;
+a worker's first call pays for its connection and caches), counted apart.  After each run the recorded rows and the Celery queue length are compared with the
 2xx responses wrk counted: none may be lost or doubled.  No Celery worker runs (ingest only, like the
 reference in the spec's Part C.2), so the tasks stay queued and are counted.
 """
@@ -168,23 +169,34 @@ def fmt(label: str, r: dict) -> str:
             f"socket errors {r['socket_errors']}")
 
 
-def check_counts(portal, ok_requests: int, connections: int, inline_publish: bool = False) -> str:
+def rows_after_deadline(portal) -> int:
+    """The portal's rows once the requests in flight at wrk's deadline have finished (wrk stopped listening)."""
+    from bizproc_ext.models import RobotCall
+
+    time.sleep(1.0)
+    return RobotCall.objects.filter(portal=portal).count()
+
+
+def check_counts(portal, ok_requests: int, connections: int, inline_publish: bool = False,
+                 warm: tuple[int, int] = (0, 0)) -> str:
     """Rows recorded, and rows - answers within the calls wrk cut off in flight at its deadline (the server
-    finished them, wrk stopped listening): nothing lost, nothing doubled.  The handler publishes nothing
-    now (no drainer runs here: every row must still be unpublished); the "before" handler published one
-    task per row."""
+    finished them, wrk stopped listening): nothing lost, nothing doubled, for the warm-up's calls
+    (``warm``: its rows, its 2xx answers) and the measured ones.  The handler publishes nothing now (no
+    drainer runs here: every row must still be unpublished); the "before" handler published one task per row."""
     import redis
 
     from bizproc_ext.models import RobotCall
 
-    time.sleep(1.0)  # let the requests in flight at wrk's deadline finish
-    rows = RobotCall.objects.filter(portal=portal).count()
+    warm_rows, warm_ok = warm
+    rows = rows_after_deadline(portal) - warm_rows
     unpublished = RobotCall.objects.filter(portal=portal, published_at__isnull=True).count()
-    queued = redis.Redis.from_url(BROKER_URL).llen("celery")
+    unpublished -= 0 if inline_publish else warm_rows
+    queued = redis.Redis.from_url(BROKER_URL).llen("celery") - (warm_rows if inline_publish else 0)
     outbox_ok = queued == rows if inline_publish else (queued == 0 and unpublished == rows)
-    ok = outbox_ok and 0 <= rows - ok_requests <= connections
+    ok = outbox_ok and 0 <= rows - ok_requests <= connections and 0 <= warm_rows - warm_ok <= connections
     return (f"{'':34} rows {rows}, unpublished {unpublished}, queued tasks {queued}, 2xx answers seen by wrk "
-            f"{ok_requests} (+{rows - ok_requests} cut off at the deadline): {'OK' if ok else 'MISMATCH'}")
+            f"{ok_requests} (+{rows - ok_requests} cut off at the deadline; warm-up {warm_rows} rows, "
+            f"{warm_ok} answers): {'OK' if ok else 'MISMATCH'}")
 
 
 def profile(n: int) -> None:
@@ -273,6 +285,14 @@ def main() -> int:
                                          "run": lua_str(f"r{run}{secrets.token_hex(4)}"),
                                          "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
                 wrk(f"{url}/bench/noop/", get_script, 2, args.connections)
+                # A running server is warm: its workers hold their connections, the portal and the INSERT prepared.
+                # The calls of this warm-up are counted apart (a worker's first call: docs/decisions.md).
+                warm = tmp / f"warm{run}.lua"
+                warm.write_text(LUA % {"prefix": lua_str(prefix), "suffix": lua_str(suffix),
+                                       "run": lua_str(f"w{run}{secrets.token_hex(4)}"),
+                                       "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
+                w = wrk(f"{url}/bizproc/robots/{ROBOT}/", warm, 2, args.connections)
+                warm_rows = rows_after_deadline(portal)
                 before = cpu_now(server)
                 load0 = os.getloadavg()[0]
                 r = wrk(f"{url}/bizproc/robots/{ROBOT}/", script, args.duration, args.connections)
@@ -281,7 +301,8 @@ def main() -> int:
                 print(f"{'':34} " + cpu_per_call(server, before, r["requests"])
                       + f"; load average {load0:.1f} before the run", flush=True)
                 print(check_counts(portal, r["requests"] - r["non2xx"], args.connections,
-                                   inline_publish="before" in label), flush=True)
+                                   inline_publish="before" in label, warm=(warm_rows, w["requests"] - w["non2xx"])),
+                      flush=True)
     finally:
         for server in servers.values():
             server.stop()
