@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import TooManyFieldsSent
 from django.http import HttpRequest
 
-from .rest.encoding import nest_php_paths, php_key_path
+from .rest.encoding import nest_php_path, php_key_path
 
 MAX_DEPTH = 8  # brackets per key; Bitrix24's deepest is properties[<code>][<n>] / auth[...]
 NAME_CACHE_MAX = 256  # characters; Bitrix24's longest field name is under 100
@@ -28,11 +28,12 @@ def clean_text(value: str) -> str:
 
 def php_form(request: HttpRequest) -> dict:
     """The POST body as nested dicts: ``auth[member_id]`` -> ``{"auth": {"member_id": ...}}``."""
-    paths = []
+    form: dict = {}
     for key, values in _fields(request).items():
         path = _key_path[key]
-        paths += [(path, clean_text(v)) for v in values]
-    return nest_php_paths(paths)
+        for value in values:
+            nest_php_path(form, path, value.replace("\x00", "") if "\x00" in value else value)  # clean_text
+    return form
 
 
 class NameCache(dict):

@@ -172,7 +172,8 @@ def _adapter(field, connection):
 
     Shortcuts, where Django's chain of prep calls is most of the handler's INSERT cost: a JSON value is
     dumped here, once, to text that PostgreSQL reads as jsonb (Django wraps it for psycopg to dump, with the
-    same ``json.dumps``); a ``str`` for a text column and an aware ``datetime`` pass as they are.  Any other
+    same ``json.dumps``); a ``str`` for a text column, an ``int`` for an integer or a foreign key and an aware
+    ``datetime`` pass as they are.  Any other
     value takes the field's own way, so the result never differs from the ORM's."""
     prep = partial(field.get_db_prep_save, connection=connection)
     if connection.vendor != "postgresql" or isinstance(field, EncryptedTextField):
@@ -183,6 +184,8 @@ def _adapter(field, connection):
         return lambda value: value if type(value) is str else prep(value)
     if isinstance(field, models.DateTimeField):
         return lambda value: value if type(value) is datetime and value.tzinfo is not None else prep(value)
+    if isinstance(field, (models.IntegerField, models.ForeignKey)):  # ids, counters, durations
+        return lambda value: value if value is None or type(value) is int else prep(value)
     if isinstance(field, models.BooleanField):
         return lambda value: value if type(value) is bool else prep(value)
     return prep

@@ -156,6 +156,15 @@ def typed_properties(robot: Robot, raw: dict) -> tuple[dict, list[str]]:
     errors: list[str] = []
     for key, prop in robot.properties.items():
         given = raw.get(key)
+        if not prop.multiple and (given is None or type(given) is str):  # most: one value or none, as posted
+            if given is not None:
+                value = _one(key, prop, given, errors)
+            else:
+                value = None if prop.default is None else _one(key, prop, prop.default, [])
+            if value is None and prop.required:
+                errors.append(f"{prop.name.get('en', key)} is required")
+            values[key] = value
+            continue
         items = _list(given) if prop.multiple or isinstance(given, (dict, list)) else (
             [] if given is None else [given])
         parsed = [v for v in (_one(key, prop, item, errors) for item in items if not isinstance(item, dict))

@@ -60,16 +60,28 @@ def nest_php_paths(paths) -> dict:
     """``parse_php_pairs`` for keys already split by ``php_key_path``."""
     root: dict = {}
     for parts, value in paths:
-        node = root
-        last = len(parts) - 1
-        for i, part in enumerate(parts):
-            if part == "" and i:  # k[] appends; a plain key "" is a key
-                part = str(len(node))
-            if i == last:
-                node[part] = value
-            else:
-                child = node.get(part)
-                if not isinstance(child, dict):
-                    child = node[part] = {}
-                node = child
+        nest_php_path(root, parts, value)
     return root
+
+
+def nest_php_path(root: dict, parts: tuple[str, ...], value) -> None:
+    """Put one value at its split key in ``root`` (later values win; ``k[]`` appends)."""
+    if len(parts) == 2:  # most of what Bitrix24 posts (auth[x], properties[x], document_id[0]): no loop
+        head, part = parts
+        node = root.get(head)
+        if not isinstance(node, dict):
+            node = root[head] = {}
+        node[str(len(node)) if part == "" else part] = value
+        return
+    node = root
+    last = len(parts) - 1
+    for i, part in enumerate(parts):
+        if part == "" and i:  # k[] appends; a plain key "" is a key
+            part = str(len(node))
+        if i == last:
+            node[part] = value
+        else:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = node[part] = {}
+            node = child
