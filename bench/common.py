@@ -109,7 +109,8 @@ class Proc:
 def start_gunicorn(port: int, workers: int, env: dict, log_path: Path, worker_class: str = "sync",
                    threads: int = 1) -> Proc:
     bin_dir = Path(sys.executable).parent
-    proc = Proc([str(bin_dir / "gunicorn"), os.environ.get("BENCH_WSGI_APP", "config.wsgi:application"), "--bind", f"127.0.0.1:{port}",
+    app = env.get("BENCH_WSGI_APP", "config.wsgi:application")  # bench/wsgi_timed.py: handler.py --slow-ms
+    proc = Proc([str(bin_dir / "gunicorn"), app, "--bind", f"127.0.0.1:{port}",
                  "--workers", str(workers), "--worker-class", worker_class, "--threads", str(threads),
                  "--log-level", "warning", "--backlog", "2048"], env, log_path)
     proc.port = port

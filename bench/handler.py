@@ -169,6 +169,20 @@ def fmt(label: str, r: dict) -> str:
             f"socket errors {r['socket_errors']}")
 
 
+def slow_summary(log_path: Path, offset: int, slow_ms: float) -> str:
+    """What bench/wsgi_timed.py logged during the run: calls over ``slow_ms``, and how many of them waited in
+    their INSERT (the commit included) while using under a tenth of their time as CPU."""
+    with open(log_path, "rb") as f:
+        f.seek(offset)
+        lines = [ln.split() for ln in f.read().decode(errors="replace").splitlines() if ln.startswith("SLOW ")]
+    calls = [(float(wall), float(cpu)) for _, what, wall, cpu in lines if what == "request"]
+    waits = [(float(wall), float(cpu)) for _, what, wall, cpu in lines if what == "insert"]
+    waited = [w for w, c in waits if c < w / 10]
+    worst = max((w for w, _ in calls), default=0.0)
+    return (f"{'':34} calls over {slow_ms:.0f} ms: {len(calls)} (slowest {worst:.0f} ms); of them waiting on "
+            f"PostgreSQL in the INSERT: {len(waited)} (slowest {max(waited, default=0.0):.0f} ms)")
+
+
 def rows_after_deadline(portal) -> int:
     """The portal's rows once the requests in flight at wrk's deadline have finished (wrk stopped listening)."""
     from bizproc_ext.models import RobotCall
@@ -240,6 +254,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=2, help="alternating no-op / robot-call runs")
     ap.add_argument("--compare", action="store_true",
                     help="also run the handler as it was before the benchmark's changes (bench/before.py)")
+    ap.add_argument("--slow-ms", type=float, default=0, metavar="MS",
+                    help="log calls slower than MS (bench/wsgi_timed.py) and sum up, per run, where they waited")
     ap.add_argument("--profile", type=int, default=0, metavar="N", help="profile N calls in-process instead")
     args = ap.parse_args()
 
@@ -259,7 +275,8 @@ def main() -> int:
     get_script = tmp / "get.lua"
     get_script.write_text(LUA_GET)
     shape = dict(worker_class=args.worker_class, threads=args.threads)
-    servers = {"robot call": start_gunicorn(port, args.workers, bench_env(), tmp / "gunicorn.log", **shape)}
+    timed = dict(BENCH_WSGI_APP="bench.wsgi_timed:application", BENCH_SLOW_MS=args.slow_ms) if args.slow_ms else {}
+    servers = {"robot call": start_gunicorn(port, args.workers, bench_env(**timed), tmp / "gunicorn.log", **shape)}
     if args.compare:
         servers["robot call, before"] = start_gunicorn(
             free_port(), args.workers, bench_env(B24SIGN_BENCH_BEFORE=1), tmp / "gunicorn-before.log", **shape)
@@ -293,6 +310,7 @@ def main() -> int:
                                        "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
                 w = wrk(f"{url}/bizproc/robots/{ROBOT}/", warm, 2, args.connections)
                 warm_rows = rows_after_deadline(portal)
+                slow_from = server.log_path.stat().st_size if args.slow_ms else 0
                 before = cpu_now(server)
                 load0 = os.getloadavg()[0]
                 r = wrk(f"{url}/bizproc/robots/{ROBOT}/", script, args.duration, args.connections)
@@ -303,6 +321,8 @@ def main() -> int:
                 print(check_counts(portal, r["requests"] - r["non2xx"], args.connections,
                                    inline_publish="before" in label, warm=(warm_rows, w["requests"] - w["non2xx"])),
                       flush=True)
+                if args.slow_ms:
+                    print(slow_summary(server.log_path, slow_from, args.slow_ms), flush=True)
     finally:
         for server in servers.values():
             server.stop()

@@ -42,12 +42,15 @@ def run_group(call_ids: list[int], window: float | None = None) -> dict[int, pip
     return {pk: _outcome(r) for pk, r in zip(call_ids, results)}
 
 
-def run_one(call_id: int, then=None) -> pipeline.Outcome | None:
+def run_one(call_id: int, then=None, portal_id: int | None = None) -> pipeline.Outcome | None:
     """A lone call (the drainer found nothing of its portal beside it): it joins its portal's jobs running in
     this process (in the background with ``then``: None is returned and ``then`` gets its outcome; else here),
-    or, with none running, runs at once as itself.  That costs one query for its portal's id; the portal row
-    is loaded only by the call's own claim (in a spread nearly every call is such a lone call)."""
-    portal_id = _portal_id_of(call_id)
+    or, with none running, runs at once as itself.  Its portal's id comes with the drainer's message, else it
+    costs a query; the portal row is loaded only by the call's own claim (in a spread nearly every call is
+    such a lone call).  The id only decides whether to join: whom a call shares batches with is decided by the
+    portal its row names (``run_in_background`` loads it), so a wrong one can never mix portals."""
+    if portal_id is None:
+        portal_id = _portal_id_of(call_id)
     if busy(portal_id):
         if then is not None and run_in_background([call_id], then, join_only=True, portal_id=portal_id):
             return None

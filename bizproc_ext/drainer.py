@@ -64,9 +64,11 @@ def publish(rows: list[tuple[int, int]], conn) -> None:
     go as one group (coalesce.py)."""
     conn.ensure_connection(max_retries=1, timeout=5)
     producer = process_robot_call.app.amqp.Producer(conn)
+    portal_of = dict(rows)
     for ids in groups(rows, settings.ROBOT_COALESCE_MAX):
-        if len(ids) == 1:
-            process_robot_call.apply_async((ids[0],), producer=producer, retry=False)
+        if len(ids) == 1:  # with its portal's id: the task need not ask the database for it (coalesce.run_one)
+            process_robot_call.apply_async((ids[0],), {"portal_id": portal_of[ids[0]]}, producer=producer,
+                                           retry=False)
         else:
             process_robot_calls.apply_async((ids,), producer=producer, retry=False)
 

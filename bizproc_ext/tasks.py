@@ -35,9 +35,10 @@ DATABASE_UNREACHABLE = dict(autoretry_for=(OperationalError, InterfaceError), re
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None, **DATABASE_UNREACHABLE)
-def process_robot_call(self, call_id: int) -> None:
+def process_robot_call(self, call_id: int, portal_id: int | None = None) -> None:
     # A lone call joins its portal's calls running in this process, if any (a burst arriving in pieces).
-    outcome = run_one(call_id, None if self.request.is_eager else _retry_each)
+    # ``portal_id``: the drainer's, so the task need not look it up (a hint: the claim loads the call's own).
+    outcome = run_one(call_id, None if self.request.is_eager else _retry_each, portal_id=portal_id)
     if outcome is not None and outcome.retry_in is not None:
         raise self.retry(countdown=_countdown(outcome))
 

@@ -115,3 +115,12 @@ def test_a_rotated_token_is_accepted_at_once_and_a_forged_one_still_refused(port
     assert portal_a.emu.post_robot_call(rotated, pairs).status_code == 200
     forged = [(k, "f" * 32 if k == "auth[application_token]" else v) for k, v in rotated.pairs]
     assert portal_a.emu.post_robot_call(rotated, forged).status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_lone_call_is_published_with_its_portal_so_its_task_need_not_look_it_up(portal_a, deal):
+    deliver(portal_a, deal, 1)
+    drainer.drain_once()
+    (message,) = redis_lib.Redis.from_url(settings.CELERY_BROKER_URL).lrange("celery", 0, -1)
+    args, kwargs, _ = json.loads(base64.b64decode(json.loads(message)["body"]))
+    assert args == [RobotCall.objects.get().pk] and kwargs == {"portal_id": portal_a.db.pk}

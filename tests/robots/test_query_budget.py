@@ -217,3 +217,31 @@ def test_a_job_arriving_soon_after_the_last_runs_on_the_same_connection(monkeypa
     [second] = coalesce._submit(portal_a.db, [job])
     assert second.result(timeout=10) == first_pid
     coalesce._pool.shutdown()
+
+
+@pytest.mark.django_db
+def test_a_lone_calls_task_with_its_portal_from_the_drainer_asks_nothing_before_its_claim(
+        portal_a, memory_account, memory_provider, deal):
+    portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+    call = RobotCall.objects.get()
+    with CaptureQueriesContext(connection) as ctx, TestCase.captureOnCommitCallbacks(execute=False):
+        tasks.process_robot_call.apply(args=[call.pk], kwargs={"portal_id": call.portal_id})
+    assert RobotCall.objects.get().answer_state == "sent"
+    first = _statements(ctx)[0]
+    assert first.startswith("UPDATE") and "bizproc_ext_robotcall" in first  # the claim, nothing before it
+
+
+@pytest.mark.django_db
+def test_a_wrong_portal_hint_never_puts_a_call_among_another_portals_calls(
+        portal_a, portal_b, memory_account, memory_provider, deal):
+    # The hint only says whether to look for running neighbours; with portal B "busy" here, portal A's call
+    # still runs as portal A's (its own request, its own portal's answer).
+    wf = portal_a.emu.start_robot("b24sign_send", document_id=deal_doc(deal), properties=SEND_PROPS)
+    call = RobotCall.objects.get()
+    b_requests = len(portal_b.emu.rest_log)
+    with coalesce.alongside(portal_b.db), TestCase.captureOnCommitCallbacks(execute=True):
+        outcome = coalesce.run_one(call.pk, portal_id=portal_b.db.pk)
+    assert outcome.retry_in is None
+    call.refresh_from_db()
+    assert call.answer_state == "sent" and len(wf.answers) == 1  # answered once, on its own portal
+    assert len(portal_b.emu.rest_log) == b_requests  # nothing of it went to portal B
