@@ -7,6 +7,8 @@ WORKDIR /app
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 COPY . .
+# PYTHONDONTWRITEBYTECODE keeps the image read-only: compile once here, or every worker compiles every module it imports
+RUN python -m compileall -q /app
 RUN useradd --create-home b24sign && mkdir -p /app/var /data && chown -R b24sign /app/var /data
 USER b24sign
 RUN DEBUG=1 python manage.py collectstatic --noinput
