@@ -143,12 +143,15 @@ def process_groups(server) -> dict:
 
 
 def cpu_now(server) -> dict:
-    """CPU seconds so far, by role (process_groups)."""
-    return {k: cpu_seconds(v) for k, v in process_groups(server).items()}
+    """CPU seconds so far, by role (process_groups) and pid."""
+    return {k: {pid: cpu_seconds([pid]) for pid in pids} for k, pids in process_groups(server).items()}
 
 
 def cpu_per_call(server, before: dict, requests: int) -> str:
-    used = {k: v - before[k] for k, v in cpu_now(server).items()}
+    # Per pid: a process that ended during the run (a backend whose connection closed) would otherwise take
+    # its whole past off the sum; one that started counts from zero.
+    used = {k: sum(max(0.0, cpu - before[k].get(pid, 0.0)) for pid, cpu in now.items())
+            for k, now in cpu_now(server).items()}
     return "CPU per call: " + ", ".join(f"{k} {v / requests * 1000:.2f} ms" for k, v in used.items())
 
 
@@ -174,7 +177,8 @@ def slow_summary(log_path: Path, offset: int, slow_ms: float) -> str:
     their INSERT (the commit included) while using under a tenth of their time as CPU."""
     with open(log_path, "rb") as f:
         f.seek(offset)
-        lines = [ln.split() for ln in f.read().decode(errors="replace").splitlines() if ln.startswith("SLOW ")]
+        lines = [ln.split() for ln in f.read().decode(errors="replace").splitlines()]
+    lines = [ln for ln in lines if len(ln) == 4 and ln[0] == "SLOW"]  # (workers' lines may interleave: skipped)
     calls = [(float(wall), float(cpu)) for _, what, wall, cpu in lines if what == "request"]
     waits = [(float(wall), float(cpu)) for _, what, wall, cpu in lines if what == "insert"]
     waited = [w for w, c in waits if c < w / 10]

@@ -11,8 +11,10 @@ import os
 import sys
 import time
 
+from config import wsgi  # first: it sets Django up
+
+# isort: split
 from bizproc_ext import views
-from config import wsgi
 
 SLOW_MS = float(os.environ.get("BENCH_SLOW_MS", "40"))
 
