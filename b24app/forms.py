@@ -32,7 +32,7 @@ def php_form(request: HttpRequest) -> dict:
     for key, values in _fields(request).items():
         path = _key_path[key]
         for value in values:
-            nest_php_path(form, path, value.replace("\x00", "") if "\x00" in value else value)  # clean_text
+            nest_php_path(form, path, clean_text(value))
     return form
 
 

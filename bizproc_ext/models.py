@@ -173,8 +173,8 @@ def _adapter(field, connection):
     Shortcuts, where Django's chain of prep calls is most of the handler's INSERT cost: a JSON value is
     dumped here, once, to text that PostgreSQL reads as jsonb (Django wraps it for psycopg to dump, with the
     same ``json.dumps``); a ``str`` for a text column, an ``int`` for an integer or a foreign key and an aware
-    ``datetime`` pass as they are.  Any other
-    value takes the field's own way, so the result never differs from the ORM's."""
+    ``datetime`` pass as they are.  Any other value takes the field's own way, so the result never differs from
+    the ORM's."""
     prep = partial(field.get_db_prep_save, connection=connection)
     if connection.vendor != "postgresql" or isinstance(field, EncryptedTextField):
         return prep  # the cipher is the field's own
