@@ -8,8 +8,8 @@ plain Django view, in the same run.
 Load comes from ``wrk`` (Debian package) in its own process, with a Lua script that posts unique
 form-encoded robot calls (PHP bracket keys, as Bitrix24's queue server sends them) for an installed
 portal.  Each robot-call run follows 2 s of robot calls to warm the workers (a server in service is warm;
-a worker's first call pays for its connection and caches), counted apart.  After each run the recorded rows and the Celery queue length are compared with the
-2xx responses wrk counted: none may be lost or doubled.  No Celery worker runs (ingest only, like the
+a worker's first call pays for its connection and caches), counted apart.  After each run the recorded rows
+and the Celery queue length are compared with the 2xx responses wrk counted: none may be lost or doubled.  No Celery worker runs (ingest only, like the
 reference in the spec's Part C.2), so the tasks stay queued and are counted.
 """
 from __future__ import annotations
@@ -68,6 +68,14 @@ function done(summary, latency, requests)
     latency:percentile(99), latency.max))
 end
 """
+
+
+def robot_script(path: Path, prefix: str, suffix: str, marker: str) -> Path:
+    """wrk's Lua script posting robot calls whose event tokens start with ``marker`` (unique per script)."""
+    path.write_text(LUA % {"prefix": lua_str(prefix), "suffix": lua_str(suffix),
+                           "run": lua_str(f"{marker}{secrets.token_hex(4)}"),
+                           "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
+    return path
 
 
 def lua_str(s: str) -> str:
@@ -301,17 +309,11 @@ def main() -> int:
                 reset_state()
                 portal, token = make_portal()
                 prefix, suffix = robot_body(portal, token).split(TOKEN_MARK)
-                script = tmp / f"robot{run}.lua"
-                script.write_text(LUA % {"prefix": lua_str(prefix), "suffix": lua_str(suffix),
-                                         "run": lua_str(f"r{run}{secrets.token_hex(4)}"),
-                                         "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
+                script = robot_script(tmp / f"robot{run}.lua", prefix, suffix, f"r{run}")
                 wrk(f"{url}/bench/noop/", get_script, 2, args.connections)
                 # A running server is warm: its workers hold their connections, the portal and the INSERT prepared.
                 # The calls of this warm-up are counted apart (a worker's first call: docs/decisions.md).
-                warm = tmp / f"warm{run}.lua"
-                warm.write_text(LUA % {"prefix": lua_str(prefix), "suffix": lua_str(suffix),
-                                       "run": lua_str(f"w{run}{secrets.token_hex(4)}"),
-                                       "path": lua_str(f"/bizproc/robots/{ROBOT}/")})
+                warm = robot_script(tmp / f"warm{run}.lua", prefix, suffix, f"w{run}")
                 w = wrk(f"{url}/bizproc/robots/{ROBOT}/", warm, 2, args.connections)
                 warm_rows = rows_after_deadline(portal)
                 slow_from = server.log_path.stat().st_size if args.slow_ms else 0

@@ -23,14 +23,9 @@ app.conf["CELERY_DB_REUSE_MAX"] = sys.maxsize
 
 
 @task_prerun.connect
-def _connection_before_task(sender, **_) -> None:
-    if not getattr(sender.request, "is_eager", False):  # an eager task runs inside its caller (a test's transaction)
-        close_old_connections()
-
-
 @task_postrun.connect
-def _connection_after_task(sender, **_) -> None:
-    if not getattr(sender.request, "is_eager", False):
+def _connection_around_task(sender, **_) -> None:
+    if not getattr(sender.request, "is_eager", False):  # an eager task runs inside its caller (a test's transaction)
         close_old_connections()
 
 
