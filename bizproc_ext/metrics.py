@@ -46,8 +46,9 @@ def answered(call: RobotCall, outcome: str) -> None:
 def unanswered():
     from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415  (scrape only)
 
-    open_calls = RobotCall.objects.filter(answer_state__in=("pending", "sending"), use_subscription=True) \
-        .exclude(state=RobotCall.DONE)
+    # Every state but done, named: the partial index robotcall_open holds exactly these rows.
+    open_calls = RobotCall.objects.filter(state__in=(RobotCall.QUEUED, RobotCall.RUNNING, RobotCall.WAITING),
+                                          answer_state__in=("pending", "sending"), use_subscription=True)
     oldest = open_calls.exclude(state=RobotCall.WAITING).aggregate(t=Min("created_at"))["t"]
     age = GaugeMetricFamily("b24sign_oldest_unanswered_call_seconds",
                             "Age of the oldest robot call not answered yet and not waiting for signers (0: none)")

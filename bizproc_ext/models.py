@@ -52,7 +52,7 @@ class RobotCall(models.Model):
     auth_refresh_token = EncryptedTextField(blank=True)  # to renew that token if it expires meanwhile
     auth_expires_at = models.DateTimeField(null=True, blank=True)
 
-    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)  # indexed by sweep and lease, first
+    state = models.CharField(max_length=10, choices=STATES, default=QUEUED)  # Meta: robotcall_open
     attempts = models.PositiveIntegerField(default=0)
     claimed_at = models.DateTimeField(null=True, blank=True)
     # Set by the drainer when the task is published (the handler only inserts; drainer.py).
@@ -78,18 +78,25 @@ class RobotCall(models.Model):
     # What the send robot found for the same item and document: none | returned | replaced | another
     # (bizproc_ext/duplicates.py); part of every answer to this call.
     open_request = models.CharField(max_length=10, blank=True)
-    signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True,
-                                          on_delete=models.SET_NULL, related_name="robot_calls")
-    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    signature_request = models.ForeignKey("signing.SignatureRequest", null=True, blank=True, db_index=False,
+                                          on_delete=models.SET_NULL, related_name="robot_calls")  # Meta index
+    created_at = models.DateTimeField(default=timezone.now)  # no index: no query ranges over calls by date
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["portal", "event_token"], name="robot_call_once")]
-        indexes = [models.Index(fields=["state", "claimed_at"], name="robotcall_sweep"),
-                   models.Index(fields=["id"], name="robotcall_unpublished",
+        # Partial indexes hold only the rows their queries look for: the handler's INSERT writes four indexes
+        # (pkey, robot_call_once, unpublished, open), not eight, and the partial ones stay the size of the work
+        # in flight however many done calls the table holds (docs/decisions.md, 2026-12-02).
+        indexes = [models.Index(fields=["id"], name="robotcall_unpublished",  # drainer.py
                                 condition=models.Q(state="queued", published_at__isnull=True)),
-                   models.Index(fields=["state", "lease_until"], name="robotcall_lease"),
-                   models.Index(fields=["answer_state"], name="robotcall_answer_state")]
+                   # the sweeper (stuck queued, lost running), the waiting calls' answers, the open-calls metric
+                   models.Index(fields=["state", "updated_at"], name="robotcall_open",
+                                condition=models.Q(state__in=("queued", "running", "waiting"))),
+                   models.Index(fields=["updated_at"], name="robotcall_answer_sending",  # the sweeper
+                                condition=models.Q(answer_state="sending")),
+                   models.Index(fields=["signature_request"], name="robotcall_request",  # a request's calls
+                                condition=models.Q(signature_request__isnull=False))]
 
     def __str__(self):
         return f"{self.code} {self.document_id} [{self.state}]"
