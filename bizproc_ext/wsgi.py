@@ -5,10 +5,11 @@ with a numeric Content-Length does not enter Django's request cycle: no ``reques
 ``request_finished`` signals, no middleware chain, no response closers.  Measured, that cycle was a fifth of
 the handler's CPU (BENCHMARKS.md).  What the cycle does that matters here is kept: the request is Django's
 own ``WSGIRequest``; what ``bizproc_ext.middleware.answer`` applies (ALLOWED_HOSTS, the default language,
-nosniff) applies; an exception becomes the response Django gives it (``response_for_exception``: 400 for
-a bad Host, a logged 500 otherwise); and the database connections are looked after as ``request_finished``
-would (``close_old_connections``: CONN_MAX_AGE, a connection left broken).  Everything else (a GET, another
-path, a non-numeric Content-Length, plain http under SECURE_SSL_REDIRECT) goes to Django unchanged.
+nosniff) applies, and so does the Content-Length CommonMiddleware would set; an exception becomes the
+response Django gives it (``response_for_exception``: 400 for a bad Host, a logged 500 otherwise); and the
+database connections are looked after as ``request_finished`` would (``close_old_connections``: CONN_MAX_AGE,
+a connection left broken).  Everything else (a GET, another path, a non-numeric Content-Length, plain http
+under SECURE_SSL_REDIRECT) goes to Django unchanged.
 """
 from __future__ import annotations
 
@@ -33,9 +34,13 @@ def robot_calls_first(django_application):
             response = response_for_exception(request, exc)
         finally:
             db.close_old_connections()
+        content = response.content
+        # What CommonMiddleware would add: without a length gunicorn chunks the answer (three writes, not two).
+        if "Content-Length" not in response:
+            response["Content-Length"] = str(len(content))
         headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
         start_response(f"{response.status_code} {response.reason_phrase}", headers)
-        return [response.content]
+        return [content]
     return application
 
 

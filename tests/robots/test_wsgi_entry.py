@@ -69,6 +69,7 @@ def test_a_robot_call_is_recorded_past_djangos_request_cycle(call_body, django_c
     status, headers, content = wsgi(URL, body)
     assert (status, json.loads(content)) == (200, {"status": "queued"})
     assert headers["Content-Type"] == "application/json" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Length"] == str(len(content))  # a sized answer: gunicorn does not chunk it
     assert list(RobotCall.objects.values_list("event_token", flat=True)) == [wf.event_token]
     status, _, content = wsgi(URL, body)  # the queue server's duplicate: absorbed
     assert (status, json.loads(content)) == (200, {"status": "duplicate"}) and RobotCall.objects.count() == 1
@@ -89,7 +90,8 @@ def test_everything_else_still_goes_through_django(call_body, django_cycles):
 def test_a_forged_or_foreign_call_is_refused_as_before(call_body, portal_a):
     wf, body = call_body()
     forged = urlencode([(k, "forged" if k == "auth[application_token]" else v) for k, v in wf.pairs]).encode()
-    assert wsgi(URL, forged)[0] == 403
+    status, headers, content = wsgi(URL, forged)
+    assert status == 403 and headers["Content-Length"] == str(len(content))
     status, _, _ = wsgi(URL, body, host="evil.example")  # ALLOWED_HOSTS, as CommonMiddleware checked it
     assert status == 400 and RobotCall.objects.count() == 0
 
