@@ -133,9 +133,9 @@ class _Insert:
         self.fixed = {f.attname: f.get_db_prep_save(f.get_default(), connection) for f in self.columns
                       if not (f.has_default() and callable(f.default)) and not _stamped(f)}
         self.adapters = [(f.attname, _adapter(f, connection), f) for f in self.columns]
-        # PostgreSQL: server-side binding, and a statement prepared on each connection's first call (Django
-        # leaves psycopg's prepare_threshold off).  The values travel apart from the statement, which the
-        # server parses and plans once, instead of ~3 KB of SQL quoted by Django's client-side cursor.
+        # PostgreSQL: server-side binding, and a statement prepared on each connection's first call.  The
+        # values travel apart from the statement, which the server parses and plans once, instead of ~3 KB
+        # of SQL quoted by Django's client-side cursor.
         self.server_binding = connection.vendor == "postgresql"
 
     def run(self, fields: dict, connection) -> int:
@@ -160,10 +160,19 @@ class _Insert:
         if not self.server_binding:
             return connection.cursor()
         connection.ensure_connection()
+        if connection.connection.prepare_threshold is None:
+            # Django connects with psycopg's prepare_threshold off, and off means never: psycopg then ignores
+            # ``prepare=True`` and sends the statement to be parsed and planned again on every call (seen in
+            # PostgreSQL's profile, BENCHMARKS.md).  Django's own cursors bind on the client and never prepare,
+            # so this only lets the statements that ask (ours) be prepared.
+            connection.connection.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
         raw = _PreparedCursor(connection.connection)
         # Django's own wrapper around it: the same error translation (IntegrityError, DataError) and, when
         # queries are logged (DEBUG, tests), the same log.
         return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+
+
+PREPARE_ONLY_WHEN_ASKED = 2**31 - 1  # a statement never reaches it by repetition: only prepare=True prepares
 
 
 class _PreparedCursor(psycopg.Cursor):

@@ -49,6 +49,27 @@ def test_the_one_statement_insert_stores_what_the_orm_stores(portal_a):
     assert "access-" not in stored[0] and "refresh-" not in stored[1]
 
 
+@pytest.mark.django_db
+def test_the_insert_is_parsed_once_per_connection_then_only_bound(portal_a):
+    """The statement is prepared on PostgreSQL at the first call; later calls send only their values."""
+    fields = dict(portal_id=portal_a.db.pk, code="b24sign_send", workflow_id="wf", document_id=["crm", "D", "DEAL_1"],
+                  document_type=["crm", "D", "DEAL"], properties={"wait": True})
+
+    def prepared_inserts():
+        with connection.cursor() as cur:
+            cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+                        ['INSERT INTO "bizproc_ext_robotcall"%'])
+            return cur.fetchone()[0]
+    for n in range(3):
+        RobotCall.insert(event_token=f"t{n}", **fields)
+    assert prepared_inserts() == 1
+    with connection.cursor() as cur:
+        cur.execute("SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
+                    ['INSERT INTO "bizproc_ext_robotcall"%'])
+        assert cur.fetchone()[0] == 3  # three executions of the one prepared statement
+    assert RobotCall.objects.filter(event_token__in=["t0", "t1", "t2"]).count() == 3
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_call_on_a_connection_postgresql_dropped_is_still_recorded(portal_a, deal, settings):
     """The handler skips Django's per-request SELECT 1 and retries its INSERT on a dead connection instead."""
