@@ -135,8 +135,10 @@ class _Insert:
         self.adapters = [(f.attname, _adapter(f, connection), f) for f in self.columns]
         # PostgreSQL: server-side binding, and a statement prepared on each connection's first call.  The
         # values travel apart from the statement, which the server parses and plans once, instead of ~3 KB
-        # of SQL quoted by Django's client-side cursor.
+        # of SQL quoted by Django's client-side cursor.  Not prepared behind a transaction pooler, where the
+        # next call may reach another server connection (DB_TRANSACTION_POOLING).
         self.server_binding = connection.vendor == "postgresql"
+        self.prepared = self.server_binding and not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
 
     def run(self, fields: dict, connection) -> int:
         unknown = fields.keys() - self.names
@@ -160,16 +162,20 @@ class _Insert:
         if not self.server_binding:
             return connection.cursor()
         connection.ensure_connection()
-        if connection.connection.prepare_threshold is None:
-            # Django connects with psycopg's prepare_threshold off, and off means never: psycopg then ignores
-            # ``prepare=True`` and sends the statement to be parsed and planned again on every call (seen in
-            # PostgreSQL's profile, BENCHMARKS.md).  Django's own cursors bind on the client and never prepare,
-            # so this only lets the statements that ask (ours) be prepared.
-            connection.connection.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
-        raw = _PreparedCursor(connection.connection)
+        raw = connection.connection
+        if not self.prepared:
+            cursor = psycopg.Cursor(raw)  # values bound on the server, the statement parsed each time
+        else:
+            if raw.prepare_threshold is None:
+                # Django connects with psycopg's prepare_threshold off, and off means never: psycopg then
+                # ignores ``prepare=True`` and PostgreSQL parses and plans the statement on every call (seen in
+                # its profile, BENCHMARKS.md).  Django's own cursors bind on the client and never prepare, so
+                # this only lets the statements that ask (ours) be prepared.
+                raw.prepare_threshold = PREPARE_ONLY_WHEN_ASKED
+            cursor = _PreparedCursor(raw)
         # Django's own wrapper around it: the same error translation (IntegrityError, DataError) and, when
         # queries are logged (DEBUG, tests), the same log.
-        return connection.make_debug_cursor(raw) if connection.queries_logged else connection.make_cursor(raw)
+        return connection.make_debug_cursor(cursor) if connection.queries_logged else connection.make_cursor(cursor)
 
 
 PREPARE_ONLY_WHEN_ASKED = 2**31 - 1  # a statement never reaches it by repetition: only prepare=True prepares

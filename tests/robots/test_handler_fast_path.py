@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
+from functools import cache
 from urllib.parse import urlencode
 
 import psycopg
@@ -21,6 +22,7 @@ from django.utils import timezone
 from b24app import forms, metrics
 from b24app.forms import clean_text, php_form
 from b24app.rest.encoding import parse_php_pairs
+from bizproc_ext import models
 from bizproc_ext.models import RobotCall
 from tests.robots.helpers import SEND_PROPS, deal_doc
 
@@ -68,6 +70,25 @@ def test_the_insert_is_parsed_once_per_connection_then_only_bound(portal_a):
                     ['INSERT INTO "bizproc_ext_robotcall"%'])
         assert cur.fetchone()[0] == 3  # three executions of the one prepared statement
     assert RobotCall.objects.filter(event_token__in=["t0", "t1", "t2"]).count() == 3
+
+
+@pytest.mark.django_db
+def test_behind_a_transaction_pooler_the_insert_is_not_prepared(portal_a, monkeypatch):
+    """DB_TRANSACTION_POOLING: the next call may reach another server connection, where no statement waits."""
+    monkeypatch.setitem(connection.settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
+    monkeypatch.setattr(models, "_insert_statement", cache(lambda alias: models._Insert(connection)))
+
+    def prepared_runs():  # executions of any prepared INSERT on this connection (an earlier test's may remain)
+        with connection.cursor() as cur:
+            cur.execute("SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
+                        "WHERE statement LIKE %s", ['INSERT INTO "bizproc_ext_robotcall"%'])
+            return cur.fetchone()[0]
+    before = prepared_runs()
+    for n in range(2):
+        RobotCall.insert(event_token=f"p{n}", portal_id=portal_a.db.pk, code="b24sign_send", workflow_id="wf",
+                         document_id=["crm", "D", "DEAL_1"], document_type=["crm", "D", "DEAL"], properties={})
+    assert prepared_runs() == before
+    assert RobotCall.objects.filter(event_token__in=["p0", "p1"]).count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
