@@ -188,6 +188,12 @@ class _PreparedCursor(psycopg.Cursor):
     def execute(self, query, params=None, *, prepare=None, binary=None):
         return super().execute(query, params, prepare=True if prepare is None else prepare, binary=binary)
 
+    def _send_query_prepared(self, name, pgq, *, binary=None):
+        # psycopg records the query only when it sends its text; Django's query log (DEBUG, tests) reads it back
+        # (``last_executed_query``), so a call that only binds would be logged with no SQL.
+        self._query = pgq
+        return super()._send_query_prepared(name, pgq, binary=binary)
+
 
 def _adapter(field, connection):
     """value -> database value for one column, as ``field.get_db_prep_save`` computes it.

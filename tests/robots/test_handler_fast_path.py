@@ -17,6 +17,7 @@ import redis as redis_lib
 from django.core.exceptions import TooManyFieldsSent
 from django.db import connection
 from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from b24app import forms, metrics
@@ -62,9 +63,12 @@ def test_the_insert_is_parsed_once_per_connection_then_only_bound(portal_a):
             cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
                         ['INSERT INTO "bizproc_ext_robotcall"%'])
             return cur.fetchone()[0]
-    for n in range(3):
-        RobotCall.insert(event_token=f"t{n}", **fields)
+    with CaptureQueriesContext(connection) as log:
+        for n in range(3):
+            RobotCall.insert(event_token=f"t{n}", **fields)
     assert prepared_inserts() == 1
+    # Django's query log still shows each one (psycopg records the text only when it sends it)
+    assert [q["sql"].split(" (")[0] for q in log.captured_queries] == ['INSERT INTO "bizproc_ext_robotcall"'] * 3
     with connection.cursor() as cur:
         cur.execute("SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
                     ['INSERT INTO "bizproc_ext_robotcall"%'])
