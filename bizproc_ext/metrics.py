@@ -7,7 +7,7 @@ from django.utils import timezone
 
 from b24app import metrics
 
-from .models import RobotCall
+from .models import OPEN_STATES, RobotCall
 
 RECEIVED = metrics.declare("b24sign_robot_calls_received_total", "counter",
                            "Robot calls recorded by the handler (duplicates not included)", ("robot",))
@@ -46,8 +46,7 @@ def answered(call: RobotCall, outcome: str) -> None:
 def unanswered():
     from prometheus_client.core import GaugeMetricFamily  # noqa: PLC0415  (scrape only)
 
-    # Every state but done, named: the partial index robotcall_open holds exactly these rows.
-    open_calls = RobotCall.objects.filter(state__in=(RobotCall.QUEUED, RobotCall.RUNNING, RobotCall.WAITING),
+    open_calls = RobotCall.objects.filter(state__in=OPEN_STATES,  # named, not "all but done": the partial index
                                           answer_state__in=("pending", "sending"), use_subscription=True)
     oldest = open_calls.exclude(state=RobotCall.WAITING).aggregate(t=Min("created_at"))["t"]
     age = GaugeMetricFamily("b24sign_oldest_unanswered_call_seconds",

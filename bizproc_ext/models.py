@@ -24,11 +24,17 @@ class RobotRegistration(models.Model):
         constraints = [models.UniqueConstraint(fields=["portal", "code"], name="robot_once_per_portal")]
 
 
+# Every state of a robot call but done.  The partial index robotcall_open holds exactly these rows, so a
+# query that names them (rather than excluding done) is one the planner can answer from it.
+OPEN_STATES = ("queued", "running", "waiting")
+
+
 class RobotCall(models.Model):
     """One delivery from Bitrix24's queue server.  The row is the outbox: the worker task and the
     sweeper both start from it, and (portal, event_token) makes a duplicate delivery a no-op."""
 
-    QUEUED, RUNNING, WAITING, DONE = "queued", "running", "waiting", "done"
+    QUEUED, RUNNING, WAITING = OPEN_STATES
+    DONE = "done"
     STATES = [(QUEUED, "Queued"), (RUNNING, "Running"), (WAITING, "Waiting for signers"), (DONE, "Done")]
 
     # No index of its own: robot_call_once (portal, event_token) leads with it.  Every index costs the
@@ -92,7 +98,7 @@ class RobotCall(models.Model):
                                 condition=models.Q(state="queued", published_at__isnull=True)),
                    # the sweeper (stuck queued, lost running), the waiting calls' answers, the open-calls metric
                    models.Index(fields=["state", "updated_at"], name="robotcall_open",
-                                condition=models.Q(state__in=("queued", "running", "waiting"))),
+                                condition=models.Q(state__in=OPEN_STATES)),
                    models.Index(fields=["updated_at"], name="robotcall_answer_sending",  # the sweeper
                                 condition=models.Q(answer_state="sending")),
                    models.Index(fields=["signature_request"], name="robotcall_request",  # a request's calls

@@ -52,27 +52,25 @@ def test_the_one_statement_insert_stores_what_the_orm_stores(portal_a):
     assert "access-" not in stored[0] and "refresh-" not in stored[1]
 
 
+def prepared_inserts() -> tuple[int, int]:
+    """(robot call INSERTs prepared on this connection, how many times they ran), from PostgreSQL itself."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*), coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
+                    "WHERE statement LIKE %s", ['INSERT INTO "bizproc_ext_robotcall"%'])
+        return tuple(cur.fetchone())
+
+
 @pytest.mark.django_db
 def test_the_insert_is_parsed_once_per_connection_then_only_bound(portal_a):
     """The statement is prepared on PostgreSQL at the first call; later calls send only their values."""
     fields = dict(portal_id=portal_a.db.pk, code="b24sign_send", workflow_id="wf", document_id=["crm", "D", "DEAL_1"],
                   document_type=["crm", "D", "DEAL"], properties={"wait": True})
-
-    def prepared_inserts():
-        with connection.cursor() as cur:
-            cur.execute("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
-                        ['INSERT INTO "bizproc_ext_robotcall"%'])
-            return cur.fetchone()[0]
     with CaptureQueriesContext(connection) as log:
         for n in range(3):
             RobotCall.insert(event_token=f"t{n}", **fields)
-    assert prepared_inserts() == 1
+    assert prepared_inserts() == (1, 3)  # one prepared statement, run three times
     # Django's query log still shows each one (psycopg records the text only when it sends it)
     assert [q["sql"].split(" (")[0] for q in log.captured_queries] == ['INSERT INTO "bizproc_ext_robotcall"'] * 3
-    with connection.cursor() as cur:
-        cur.execute("SELECT generic_plans + custom_plans FROM pg_prepared_statements WHERE statement LIKE %s",
-                    ['INSERT INTO "bizproc_ext_robotcall"%'])
-        assert cur.fetchone()[0] == 3  # three executions of the one prepared statement
     assert RobotCall.objects.filter(event_token__in=["t0", "t1", "t2"]).count() == 3
 
 
@@ -81,17 +79,11 @@ def test_behind_a_transaction_pooler_the_insert_is_not_prepared(portal_a, monkey
     """DB_TRANSACTION_POOLING: the next call may reach another server connection, where no statement waits."""
     monkeypatch.setitem(connection.settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
     monkeypatch.setattr(models, "_insert_statement", cache(lambda alias: models._Insert(connection)))
-
-    def prepared_runs():  # executions of any prepared INSERT on this connection (an earlier test's may remain)
-        with connection.cursor() as cur:
-            cur.execute("SELECT coalesce(sum(generic_plans + custom_plans), 0) FROM pg_prepared_statements "
-                        "WHERE statement LIKE %s", ['INSERT INTO "bizproc_ext_robotcall"%'])
-            return cur.fetchone()[0]
-    before = prepared_runs()
+    before = prepared_inserts()  # an earlier test's statement may remain on this connection
     for n in range(2):
         RobotCall.insert(event_token=f"p{n}", portal_id=portal_a.db.pk, code="b24sign_send", workflow_id="wf",
                          document_id=["crm", "D", "DEAL_1"], document_type=["crm", "D", "DEAL"], properties={})
-    assert prepared_runs() == before
+    assert prepared_inserts() == before  # nothing prepared, nothing prepared run
     assert RobotCall.objects.filter(event_token__in=["p0", "p1"]).count() == 2
 
 
